@@ -1,0 +1,91 @@
+"""Audio input: read any file soundfile reads as 16 kHz mono float32.
+
+Resampling (``torchaudio.functional.resample``) and downmixing each emit a warning, so a user
+knows their corpus is not in the expected format. Unreadable, empty or non-finite audio raises
+:class:`AudioError` naming the file.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+SAMPLE_RATE = 16000
+
+
+class AudioError(ValueError):
+    """Audio that cannot be used: unreadable, empty, or with NaN/Inf samples."""
+
+
+class AudioFormatWarning(UserWarning):
+    """Audio was converted (resampled or downmixed) on load."""
+
+
+def load_audio(
+    path: str | Path,
+    sample_rate: int = SAMPLE_RATE,
+    offset: float = 0.0,
+    duration: float | None = None,
+) -> torch.Tensor:
+    """Read an audio file as mono float32 at ``sample_rate``.
+
+    Args:
+        path: any file soundfile reads (wav, flac, ogg, ...).
+        sample_rate: target rate; other rates are resampled with a warning.
+        offset: start, in seconds, of the segment to read.
+        duration: length, in seconds, of the segment to read (None: to the end).
+
+    Returns:
+        FloatTensor [S], values as soundfile gives them (about -1..1).
+    """
+    path = Path(path)
+    try:
+        info = sf.info(str(path))
+        start = int(round(offset * info.samplerate))
+        frames = -1 if duration is None else int(round(duration * info.samplerate))
+        data, sr = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError) as e:
+        raise AudioError(f"{path}: cannot read audio ({e})") from e
+    if data.shape[0] == 0:
+        what = "is empty (0 samples)" if offset == 0 and duration is None else (
+            f"has no samples in the segment offset={offset} duration={duration}")
+        raise AudioError(f"{path}: audio {what}")
+    if not np.isfinite(data).all():
+        bad = int((~np.isfinite(data)).any(axis=1).sum())
+        raise AudioError(f"{path}: audio has {bad} non-finite (NaN or Inf) samples")
+    wav = torch.from_numpy(data)
+    if wav.shape[1] > 1:
+        warnings.warn(
+            f"{path}: {wav.shape[1]} channels, downmixed to mono by averaging",
+            AudioFormatWarning,
+            stacklevel=2,
+        )
+        wav = wav.mean(dim=1)
+    else:
+        wav = wav[:, 0]
+    if sr != sample_rate:
+        warnings.warn(
+            f"{path}: sample rate {sr} Hz, resampled to {sample_rate} Hz",
+            AudioFormatWarning,
+            stacklevel=2,
+        )
+        wav = AF.resample(wav, sr, sample_rate)
+    return wav.contiguous()
+
+
+def collate_audio(wavs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-pad 1-D waveforms into a batch.
+
+    Returns:
+        wav: FloatTensor [B, S_max]; wav_lens: LongTensor [B].
+    """
+    lens = torch.tensor([w.shape[0] for w in wavs], dtype=torch.long)
+    out = torch.zeros(len(wavs), int(lens.max()) if len(wavs) else 0)
+    for i, w in enumerate(wavs):
+        out[i, : w.shape[0]] = w
+    return out, lens

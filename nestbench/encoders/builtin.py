@@ -1,0 +1,43 @@
+"""The encoders nestbench ships, registered by name (``nestbench encoders list``)."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from nestbench.encoders.registry import register_encoder
+
+
+def _nest(size: str, **kwargs):
+    from nestbench.encoders.nest import NestEncoder
+
+    return NestEncoder.from_size(size, **kwargs)
+
+
+def _fbank(**kwargs):
+    from nestbench.encoders.fbank import FbankEncoder
+
+    return FbankEncoder(**kwargs)
+
+
+def _torchaudio(arch: str, weights=None):
+    from nestbench.encoders.torchaudio_ssl import TorchaudioSSLEncoder
+
+    return TorchaudioSSLEncoder(arch, weights=weights)
+
+
+for _size, _desc in (
+    ("small", "NEST-S FastConformer, d176, 16 layers, random init"),
+    ("medium", "NEST-M FastConformer, d256, 16 layers, random init"),
+    ("large", "NEST-L FastConformer, d512, 18 layers, random init (ssl_en_nest_large_v1.0 layout)"),
+    ("xlarge", "NEST-XL FastConformer, d1024, 24 layers, random init"),
+):
+    register_encoder(f"nest-{_size}", partial(_nest, _size), description=_desc)
+
+register_encoder("fbank", _fbank,
+                 description="normalised 80-dim log-mel (NeMo's preprocessor), one layer, 10 ms frames")
+for _arch in ("wav2vec2-base", "hubert-base", "wavlm-base"):
+    register_encoder(
+        _arch, partial(_torchaudio, _arch),
+        description=f"torchaudio {_arch.replace('-', '_')}, 12 layers, 20 ms frames; weights=PATH "
+        "for pretrained weights (random init otherwise)",
+    )

@@ -1,0 +1,1 @@
+"""Downstream tasks (one sub-package per task), installed as ``nestbench.tasks``."""
