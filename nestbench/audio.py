@@ -89,3 +89,11 @@ def collate_audio(wavs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]
     for i, w in enumerate(wavs):
         out[i, : w.shape[0]] = w
     return out, lens
+
+
+def load_item(item: dict, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """Audio of one manifest record: the whole file, or the segment its ``offset`` (seconds)
+    and ``duration`` select when the record has an ``offset`` field. Returns FloatTensor [S]."""
+    if item.get("offset") is None:
+        return load_audio(item["audio_filepath"], sample_rate)
+    return load_audio(item["audio_filepath"], sample_rate, float(item["offset"]), item.get("duration"))

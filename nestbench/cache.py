@@ -1,0 +1,200 @@
+"""The feature cache: every layer of every utterance computed once, reused by frozen runs.
+
+Layout: ``<root>/<encoder-key>/<aa>/<item-key>.feat`` where
+
+- ``encoder-key`` hashes the encoder's ``identity()`` (class, config, a digest of its weights),
+  the selected layers and the preprocessing description, so a changed encoder or setting gets a
+  fresh folder (``identity.json`` in it says what it holds);
+- ``item-key`` hashes the audio file (resolved path, size, modification time) and the segment
+  (offset, duration), so an edited file is recomputed.
+
+Each entry is a small header (magic, shape, CRC-32 of the payload) followed by float16 values
+[N, T, D] that are memory-mapped on read. Writes go to a temporary file renamed into place, so an
+interrupted run leaves no half entry; an entry whose header, size or checksum is wrong is reported,
+deleted and recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import struct
+import tempfile
+import zlib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from nestbench.audio import collate_audio, load_item
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+_MAGIC = b"NBFEAT01"
+_HEADER = struct.Struct("<8sIIIII")  # magic, ndim(=3), N, T, D, crc32
+_F16_MAX = float(np.finfo(np.float16).max)
+
+
+def default_cache_root() -> Path:
+    """``$NESTBENCH_CACHE`` or ``$XDG_CACHE_HOME/nestbench`` (default ``~/.cache/nestbench``)."""
+    if os.environ.get("NESTBENCH_CACHE"):
+        return Path(os.environ["NESTBENCH_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "nestbench"
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def audio_key(item: dict) -> str:
+    """Key of one audio segment: the file's resolved path, size and mtime, offset and duration."""
+    path = Path(item["audio_filepath"]).resolve()
+    st = path.stat()
+    return _digest([str(path), st.st_size, st.st_mtime_ns,
+                    float(item.get("offset") or 0.0), item.get("duration")])
+
+
+class DamagedEntry(Exception):
+    pass
+
+
+def _read_entry(path: Path, verify: bool) -> np.ndarray:
+    """Memory-map an entry as float16 [N, T, D]; raises DamagedEntry when it is not whole."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(_HEADER.size)
+    if len(head) != _HEADER.size:
+        raise DamagedEntry("truncated header")
+    magic, ndim, n, t, d, crc = _HEADER.unpack(head)
+    if magic != _MAGIC or ndim != 3:
+        raise DamagedEntry("bad header")
+    if size != _HEADER.size + 2 * n * t * d:
+        raise DamagedEntry(f"size {size} does not match shape [{n}, {t}, {d}]")
+    data = np.memmap(path, dtype=np.float16, mode="r", offset=_HEADER.size, shape=(n, t, d))
+    if verify and zlib.crc32(data) != crc:
+        raise DamagedEntry("checksum mismatch")
+    return data
+
+
+def _write_entry(path: Path, values: np.ndarray) -> None:
+    values = np.ascontiguousarray(values, dtype=np.float16)
+    header = _HEADER.pack(_MAGIC, 3, *values.shape, zlib.crc32(values))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".feat")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(header)
+            f.write(values.tobytes())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class FeatureCache:
+    """Cached hidden states of one encoder (with one layer selection and preprocessing).
+
+    Args:
+        root: cache root (see :func:`default_cache_root`).
+        identity: the encoder's ``identity()`` dict.
+        layers: indices of the hidden states to keep (None: all L+1).
+        preprocessing: anything else that changes the features (sample rate, ...).
+    """
+
+    def __init__(self, root: str | Path, identity: dict, layers: Sequence[int] | None = None,
+                 preprocessing: dict | None = None):
+        self.layers = None if layers is None else [int(i) for i in layers]
+        description = {"format": FORMAT_VERSION, "encoder": identity, "layers": self.layers,
+                       "preprocessing": preprocessing or {}}
+        self.key = _digest(description)
+        self.dir = Path(root) / self.key
+        self.dir.mkdir(parents=True, exist_ok=True)
+        ident = self.dir / "identity.json"
+        if not ident.exists():
+            tmp = ident.with_suffix(".tmp")
+            tmp.write_text(json.dumps(description, indent=2, sort_keys=True, default=str))
+            os.replace(tmp, ident)
+        self._verified: set[Path] = set()
+        self.rebuilt = 0
+
+    def entry_path(self, item: dict) -> Path:
+        key = audio_key(item)
+        return self.dir / key[:2] / f"{key}.feat"
+
+    def load(self, item: dict) -> np.ndarray | None:
+        """Cached float16 [N, T, D] for ``item`` (memory-mapped), or None when absent or damaged.
+
+        A damaged entry is logged and deleted, so the next :meth:`build` recomputes it.
+        """
+        path = self.entry_path(item)
+        if not path.exists():
+            return None
+        try:
+            data = _read_entry(path, verify=path not in self._verified)
+        except (DamagedEntry, ValueError, OSError) as e:
+            log.warning("feature cache entry %s for %s is damaged (%s): recomputing it",
+                        path, item["audio_filepath"], e)
+            path.unlink(missing_ok=True)
+            self.rebuilt += 1
+            return None
+        self._verified.add(path)
+        return data
+
+    def store(self, item: dict, hidden: np.ndarray) -> None:
+        """Write float16 [N, T, D] for ``item`` atomically (values clipped to the float16 range)."""
+        self._verified.discard(self.entry_path(item))
+        _write_entry(self.entry_path(item), np.clip(hidden, -_F16_MAX, _F16_MAX))
+
+    def missing(self, items: Iterable[dict]) -> list[dict]:
+        """The items without a whole entry (checks, and removes, damaged ones)."""
+        return [it for it in items if self.load(it) is None]
+
+    @torch.inference_mode()
+    def build(self, items: Sequence[dict], encoder, device: str | torch.device = "cpu",
+              batch_seconds: float = 160.0, sample_rate: int = 16000,
+              progress: bool = True) -> int:
+        """Compute and store the entries of ``items`` that are missing; returns how many.
+
+        The encoder runs in eval mode without gradients over batches of similar length holding at
+        most ``batch_seconds`` of padded audio.
+        """
+        todo = self.missing(items)
+        if not todo:
+            return 0
+        was_training = encoder.training
+        encoder.eval()
+        todo.sort(key=lambda it: -float(it.get("duration") or 0.0))
+        batches, cur = [], []
+        for it in todo:
+            dur = float(it.get("duration") or 0.0)
+            longest = float(cur[0].get("duration") or 0.0) if cur else dur
+            if cur and longest * (len(cur) + 1) > batch_seconds:
+                batches.append(cur)
+                cur = []
+            cur.append(it)
+        if cur:
+            batches.append(cur)
+        bar = tqdm(total=len(todo), desc=f"caching features ({self.key[:8]})", unit="utt",
+                   disable=not progress)
+        try:
+            for batch in batches:
+                wavs = [load_item(it, sample_rate) for it in batch]
+                wav, lens = collate_audio(wavs)
+                out = encoder(wav.to(device), lens.to(device))
+                states = out.hidden_states if self.layers is None else [
+                    out.hidden_states[i] for i in self.layers]
+                stacked = torch.stack(tuple(states), dim=1).float().cpu()  # [B, N, T, D]
+                for b, it in enumerate(batch):
+                    n = int(out.lengths[b])
+                    self.store(it, stacked[b, :, :n].numpy())
+                bar.update(len(batch))
+        finally:
+            bar.close()
+            encoder.train(was_training)
+        return len(todo)
