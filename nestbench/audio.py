@@ -52,8 +52,11 @@ def load_audio(
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
         raise AudioError(f"{path}: cannot read audio ({e})") from e
     if data.shape[0] == 0:
-        what = "is empty (0 samples)" if offset == 0 and duration is None else (
-            f"has no samples in the segment offset={offset} duration={duration}")
+        what = (
+            "is empty (0 samples)"
+            if offset == 0 and duration is None
+            else (f"has no samples in the segment offset={offset} duration={duration}")
+        )
         raise AudioError(f"{path}: audio {what}")
     if not np.isfinite(data).all():
         bad = int((~np.isfinite(data)).any(axis=1).sum())
@@ -96,4 +99,6 @@ def load_item(item: dict, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
     and ``duration`` select when the record has an ``offset`` field. Returns FloatTensor [S]."""
     if item.get("offset") is None:
         return load_audio(item["audio_filepath"], sample_rate)
-    return load_audio(item["audio_filepath"], sample_rate, float(item["offset"]), item.get("duration"))
+    return load_audio(
+        item["audio_filepath"], sample_rate, float(item["offset"]), item.get("duration")
+    )

@@ -56,8 +56,15 @@ def audio_key(item: dict) -> str:
     """Key of one audio segment: the file's resolved path, size and mtime, offset and duration."""
     path = Path(item["audio_filepath"]).resolve()
     st = path.stat()
-    return _digest([str(path), st.st_size, st.st_mtime_ns,
-                    float(item.get("offset") or 0.0), item.get("duration")])
+    return _digest(
+        [
+            str(path),
+            st.st_size,
+            st.st_mtime_ns,
+            float(item.get("offset") or 0.0),
+            item.get("duration"),
+        ]
+    )
 
 
 class DamagedEntry(Exception):
@@ -107,11 +114,20 @@ class FeatureCache:
         preprocessing: anything else that changes the features (sample rate, ...).
     """
 
-    def __init__(self, root: str | Path, identity: dict, layers: Sequence[int] | None = None,
-                 preprocessing: dict | None = None):
+    def __init__(
+        self,
+        root: str | Path,
+        identity: dict,
+        layers: Sequence[int] | None = None,
+        preprocessing: dict | None = None,
+    ):
         self.layers = None if layers is None else [int(i) for i in layers]
-        description = {"format": FORMAT_VERSION, "encoder": identity, "layers": self.layers,
-                       "preprocessing": preprocessing or {}}
+        description = {
+            "format": FORMAT_VERSION,
+            "encoder": identity,
+            "layers": self.layers,
+            "preprocessing": preprocessing or {},
+        }
         self.key = _digest(description)
         self.dir = Path(root) / self.key
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -138,8 +154,12 @@ class FeatureCache:
         try:
             data = _read_entry(path, verify=path not in self._verified)
         except (DamagedEntry, ValueError, OSError) as e:
-            log.warning("feature cache entry %s for %s is damaged (%s): recomputing it",
-                        path, item["audio_filepath"], e)
+            log.warning(
+                "feature cache entry %s for %s is damaged (%s): recomputing it",
+                path,
+                item["audio_filepath"],
+                e,
+            )
             path.unlink(missing_ok=True)
             self.rebuilt += 1
             return None
@@ -156,9 +176,15 @@ class FeatureCache:
         return [it for it in items if self.load(it) is None]
 
     @torch.inference_mode()
-    def build(self, items: Sequence[dict], encoder, device: str | torch.device = "cpu",
-              batch_seconds: float = 160.0, sample_rate: int = 16000,
-              progress: bool = True) -> int:
+    def build(
+        self,
+        items: Sequence[dict],
+        encoder,
+        device: str | torch.device = "cpu",
+        batch_seconds: float = 160.0,
+        sample_rate: int = 16000,
+        progress: bool = True,
+    ) -> int:
         """Compute and store the entries of ``items`` that are missing; returns how many.
 
         The encoder runs in eval mode without gradients over batches of similar length holding at
@@ -180,15 +206,22 @@ class FeatureCache:
             cur.append(it)
         if cur:
             batches.append(cur)
-        bar = tqdm(total=len(todo), desc=f"caching features ({self.key[:8]})", unit="utt",
-                   disable=not progress)
+        bar = tqdm(
+            total=len(todo),
+            desc=f"caching features ({self.key[:8]})",
+            unit="utt",
+            disable=not progress,
+        )
         try:
             for batch in batches:
                 wavs = [load_item(it, sample_rate) for it in batch]
                 wav, lens = collate_audio(wavs)
                 out = encoder(wav.to(device), lens.to(device))
-                states = out.hidden_states if self.layers is None else [
-                    out.hidden_states[i] for i in self.layers]
+                states = (
+                    out.hidden_states
+                    if self.layers is None
+                    else [out.hidden_states[i] for i in self.layers]
+                )
                 stacked = torch.stack(tuple(states), dim=1).float().cpu()  # [B, N, T, D]
                 for b, it in enumerate(batch):
                     n = int(out.lengths[b])

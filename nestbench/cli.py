@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
@@ -34,12 +35,20 @@ def encoders_list() -> None:
 
 @encoders.command("check")
 @click.argument("spec")
-@click.option("--weights", type=click.Path(dir_okay=False), default=None,
-              help="Local weights file for encoders that take one (wav2vec2-base, ...).")
+@click.option(
+    "--weights",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Local weights file for encoders that take one (wav2vec2-base, ...).",
+)
 @click.option("--device", default="cpu", show_default=True, help="torch device to run on.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the random test audio.")
-@click.option("--atol", default=1e-3, show_default=True,
-              help="Relative tolerance of the padding-invariance check.")
+@click.option(
+    "--atol",
+    default=1e-3,
+    show_default=True,
+    help="Relative tolerance of the padding-invariance check.",
+)
 def encoders_check(spec: str, weights: str | None, device: str, seed: int, atol: float) -> None:
     """Check that encoder SPEC follows the Encoder contract; exit 1 if a check fails."""
     from nestbench.encoders import EncoderSpecError, load_encoder
@@ -54,6 +63,71 @@ def encoders_check(spec: str, weights: str | None, device: str, seed: int, atol:
     click.echo(format_results(spec, results))
     if not all(r.ok for r in results):
         sys.exit(1)
+
+
+def _format_metric(value) -> str:
+    if isinstance(value, list | tuple) and len(value) == 2:
+        return f"[{value[0]:.3f}, {value[1]:.3f}]"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def metrics_table(result: dict) -> str:
+    """A short plain-text table of a result's metrics."""
+    rows = [(k, _format_metric(v)) for k, v in result["metrics"].items()]
+    width = max(len(k) for k, _ in rows)
+    head = (
+        f"{result['task']} | {result['encoder']} | {result['mode']} | seed {result['seed']}"
+        f" | {result['timings_s'].get('total', 0):.0f} s"
+    )
+    return "\n".join([head, *[f"  {k:<{width}}  {v}" for k, v in rows]])
+
+
+@main.command("run", context_settings={"ignore_unknown_options": True})
+@click.option("--task", required=True, help="Task name (sv, ...).")
+@click.option("--encoder", default=None, help="Encoder spec (default: configs/run.yaml).")
+@click.option("--mode", type=click.Choice(["frozen", "finetune"]), default=None)
+@click.option(
+    "--data",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Dataset folder (default: the embedded corpus, generated once and cached).",
+)
+@click.option("--seed", type=int, default=None)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Runs go to OUT/<task>/<run-id>/ (default: runs).",
+)
+@click.option("--force", is_flag=True, help="Re-run even if a finished result exists.")
+@click.argument("overrides", nargs=-1, type=click.UNPROCESSED)
+def run_cmd(task, encoder, mode, data, seed, out, force, overrides) -> None:
+    """Train and evaluate one task on one encoder. OVERRIDES: key=value config overrides."""
+    from nestbench.config import ConfigError
+    from nestbench.encoders import EncoderSpecError
+    from nestbench.runner import run
+    from nestbench.task import TaskError
+
+    try:
+        r, result = run(
+            task,
+            list(overrides),
+            force=force,
+            encoder=encoder,
+            mode=mode,
+            data=data,
+            seed=seed,
+            out=out,
+        )
+    except (ConfigError, TaskError, EncoderSpecError, FileNotFoundError) as e:
+        raise click.ClickException(str(e)) from e
+    if result is None:
+        click.echo(f"already finished: {r.result_path} (use --force to run again)")
+        result = json.loads(r.result_path.read_text())
+    click.echo(metrics_table(result))
+    click.echo(f"result: {r.result_path}")
 
 
 if __name__ == "__main__":

@@ -22,8 +22,9 @@ class Featurizer(nn.Module):
             (s3prl's ``normalize``), so layers of different scales compete fairly.
     """
 
-    def __init__(self, num_inputs: int, hidden_size: int, layer: int | None = None,
-                 layer_norm: bool = False):
+    def __init__(
+        self, num_inputs: int, hidden_size: int, layer: int | None = None, layer_norm: bool = False
+    ):
         super().__init__()
         if layer is not None and not -num_inputs <= layer < num_inputs:
             raise ValueError(f"featurizer layer {layer} out of range for {num_inputs} inputs")

@@ -15,8 +15,13 @@ def _by_name(results):
 def test_correct_encoder_passes_every_check():
     results = check_encoder(toys.FramesEncoder())
     assert all(r.ok for r in results), results
-    assert set(_by_name(results)) == {"attributes", "shapes and lengths", "finite values",
-                                      "determinism (eval)", "padding invariance"}
+    assert set(_by_name(results)) == {
+        "attributes",
+        "shapes and lengths",
+        "finite values",
+        "determinism (eval)",
+        "padding invariance",
+    }
 
 
 @pytest.mark.parametrize(

@@ -80,7 +80,9 @@ def test_bootstrap_interval_brackets_eer_and_shrinks_with_more_trials():
     s2, y2 = _random_trials(1, n=8000)
     low2, high2 = bootstrap_eer(s2, y2, n_resamples=500)
     assert high2 - low2 < high - low
-    assert bootstrap_eer(s, y, n_resamples=200, seed=3) == bootstrap_eer(s, y, n_resamples=200, seed=3)
+    assert bootstrap_eer(s, y, n_resamples=200, seed=3) == bootstrap_eer(
+        s, y, n_resamples=200, seed=3
+    )
 
 
 def test_as_norm_on_a_hand_made_cohort():

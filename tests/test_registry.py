@@ -9,8 +9,16 @@ import nestbench
 from nestbench.encoders import EncoderSpecError, available_encoders, load_encoder
 from nestbench.encoders.registry import register_encoder
 
-BUILT_IN = {"nest-small", "nest-medium", "nest-large", "nest-xlarge", "fbank",
-            "wav2vec2-base", "hubert-base", "wavlm-base"}
+BUILT_IN = {
+    "nest-small",
+    "nest-medium",
+    "nest-large",
+    "nest-xlarge",
+    "fbank",
+    "wav2vec2-base",
+    "hubert-base",
+    "wavlm-base",
+}
 
 
 def test_builtins_are_registered():
@@ -70,10 +78,12 @@ def test_entry_point_group(tmp_path, monkeypatch):
     dist = tmp_path / "toyplugin-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toyplugin\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(textwrap.dedent("""
+    (dist / "entry_points.txt").write_text(
+        textwrap.dedent("""
         [nestbench.encoders]
         toy-plugin = tests.toy_encoders:make_toy
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     assert "toy-plugin" in available_encoders()
     enc = load_encoder("toy-plugin", num_layers=4)

@@ -51,8 +51,10 @@ class DropoutEncoder(FramesEncoder):
 
     def forward(self, wav, wav_lens):
         out = super().forward(wav, wav_lens)
-        return EncoderOutput(tuple(torch.nn.functional.dropout(x, 0.5, training=True)
-                                   for x in out.hidden_states), out.lengths)
+        return EncoderOutput(
+            tuple(torch.nn.functional.dropout(x, 0.5, training=True) for x in out.hidden_states),
+            out.lengths,
+        )
 
 
 class WrongLayerCountEncoder(FramesEncoder):

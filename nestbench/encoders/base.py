@@ -85,8 +85,11 @@ def state_digest(module: nn.Module) -> str:
         h.update(str(t.dtype).encode())
         h.update(str(tuple(t.shape)).encode())
         if t.numel():
-            h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.dtype != torch.bool
-                     else t.numpy().tobytes())
+            h.update(
+                t.view(-1).view(torch.uint8).numpy().tobytes()
+                if t.dtype != torch.bool
+                else t.numpy().tobytes()
+            )
     return h.hexdigest()[:16]
 
 

@@ -7,10 +7,15 @@ from functools import partial
 from nestbench.encoders.registry import register_encoder
 
 
-def _nest(size: str, **kwargs):
+def _nest(size: str, seed: int = 0, **kwargs):
+    """Random init from a fixed seed, so the same name always means the same weights."""
+    import torch
+
     from nestbench.encoders.nest import NestEncoder
 
-    return NestEncoder.from_size(size, **kwargs)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return NestEncoder.from_size(size, **kwargs)
 
 
 def _fbank(**kwargs):
@@ -33,11 +38,15 @@ for _size, _desc in (
 ):
     register_encoder(f"nest-{_size}", partial(_nest, _size), description=_desc)
 
-register_encoder("fbank", _fbank,
-                 description="normalised 80-dim log-mel (NeMo's preprocessor), one layer, 10 ms frames")
+register_encoder(
+    "fbank",
+    _fbank,
+    description="normalised 80-dim log-mel (NeMo's preprocessor), one layer, 10 ms frames",
+)
 for _arch in ("wav2vec2-base", "hubert-base", "wavlm-base"):
     register_encoder(
-        _arch, partial(_torchaudio, _arch),
+        _arch,
+        partial(_torchaudio, _arch),
         description=f"torchaudio {_arch.replace('-', '_')}, 12 layers, 20 ms frames; weights=PATH "
         "for pretrained weights (random init otherwise)",
     )

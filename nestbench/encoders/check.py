@@ -62,7 +62,9 @@ def check_structure(encoder, out: EncoderOutput, lengths: list[int]) -> list[str
         )
     B = len(lengths)
     if tuple(out.lengths.shape) != (B,) or out.lengths.dtype != torch.long:
-        problems.append(f"lengths: {out.lengths.dtype} {tuple(out.lengths.shape)}, expected long [{B}]")
+        problems.append(
+            f"lengths: {out.lengths.dtype} {tuple(out.lengths.shape)}, expected long [{B}]"
+        )
         return problems
     for i, h in enumerate(out.hidden_states):
         if h.dim() != 3 or h.shape[0] != B or h.shape[2] != encoder.hidden_size:
@@ -70,9 +72,13 @@ def check_structure(encoder, out: EncoderOutput, lengths: list[int]) -> list[str
                 f"hidden_states[{i}] has shape {tuple(h.shape)}, expected [{B}, T, {encoder.hidden_size}]"
             )
         elif h.shape[1] < int(out.lengths.max()):
-            problems.append(f"hidden_states[{i}] has T={h.shape[1]} < max length {int(out.lengths.max())}")
+            problems.append(
+                f"hidden_states[{i}] has T={h.shape[1]} < max length {int(out.lengths.max())}"
+            )
         elif h.shape[1] != out.hidden_states[0].shape[1]:
-            problems.append(f"hidden_states[{i}] has T={h.shape[1]}, others {out.hidden_states[0].shape[1]}")
+            problems.append(
+                f"hidden_states[{i}] has T={h.shape[1]}, others {out.hidden_states[0].shape[1]}"
+            )
         if not h.is_floating_point():
             problems.append(f"hidden_states[{i}] has dtype {h.dtype}, expected floating point")
     for n, got in zip(lengths, out.lengths.tolist(), strict=True):
@@ -110,9 +116,17 @@ def check_encoder(
                 attr_problems.append(f"{a} {getattr(encoder, a)!r}, expected a positive int")
         if not isinstance(encoder.num_layers, int) or encoder.num_layers < 0:
             attr_problems.append(f"num_layers {encoder.num_layers!r}, expected an int >= 0")
-    results.append(CheckResult("attributes", not attr_problems, "; ".join(attr_problems) or (
-        f"frame_shift={encoder.frame_shift} num_layers={encoder.num_layers} "
-        f"hidden_size={encoder.hidden_size}")))
+    results.append(
+        CheckResult(
+            "attributes",
+            not attr_problems,
+            "; ".join(attr_problems)
+            or (
+                f"frame_shift={encoder.frame_shift} num_layers={encoder.num_layers} "
+                f"hidden_size={encoder.hidden_size}"
+            ),
+        )
+    )
     if attr_problems:
         return results
 
@@ -125,21 +139,45 @@ def check_encoder(
         results.append(CheckResult("forward", False, f"{type(e).__name__}: {e}"))
         return results
     problems = check_structure(encoder, batch, lengths)
-    results.append(CheckResult("shapes and lengths", not problems, "; ".join(problems) or (
-        f"{len(batch.hidden_states)} x [B, T, {encoder.hidden_size}], lengths {batch.lengths.tolist()}")))
+    results.append(
+        CheckResult(
+            "shapes and lengths",
+            not problems,
+            "; ".join(problems)
+            or (
+                f"{len(batch.hidden_states)} x [B, T, {encoder.hidden_size}], lengths {batch.lengths.tolist()}"
+            ),
+        )
+    )
     if problems:
         return results
 
-    bad = [i for i, h in enumerate(batch.hidden_states)
-           for b in range(len(lengths)) if not torch.isfinite(h[b, : int(batch.lengths[b])]).all()]
-    results.append(CheckResult("finite values", not bad,
-                               f"non-finite values in layers {sorted(set(bad))}" if bad else "all finite"))
+    bad = [
+        i
+        for i, h in enumerate(batch.hidden_states)
+        for b in range(len(lengths))
+        if not torch.isfinite(h[b, : int(batch.lengths[b])]).all()
+    ]
+    results.append(
+        CheckResult(
+            "finite values",
+            not bad,
+            f"non-finite values in layers {sorted(set(bad))}" if bad else "all finite",
+        )
+    )
 
     again = _run(encoder, wavs, device)
-    diff = max(float((a - b).abs().max()) for a, b in
-               zip(batch.hidden_states, again.hidden_states, strict=True))
-    results.append(CheckResult("determinism (eval)", diff == 0.0,
-                               f"two identical calls differ by {diff:.3g}" if diff else "identical"))
+    diff = max(
+        float((a - b).abs().max())
+        for a, b in zip(batch.hidden_states, again.hidden_states, strict=True)
+    )
+    results.append(
+        CheckResult(
+            "determinism (eval)",
+            diff == 0.0,
+            f"two identical calls differ by {diff:.3g}" if diff else "identical",
+        )
+    )
 
     results.append(_padding_check(encoder, wavs, batch, device, atol))
     return results
@@ -152,12 +190,17 @@ def _padding_check(encoder, wavs, batch: EncoderOutput, device, atol: float) -> 
     worst, where = 0.0, ""
     for i, wav in enumerate(wavs):
         alone = _valid(_run(encoder, [wav], device), 0)
-        for label, out, j in (("batched", batch, i), ("reversed batch", reversed_out, order.index(i))):
+        for label, out, j in (
+            ("batched", batch, i),
+            ("reversed batch", reversed_out, order.index(i)),
+        ):
             other = _valid(out, j)
             if len(other[0]) != len(alone[0]):
-                return CheckResult("padding invariance", False,
-                                   f"utterance {i}: {len(alone[0])} frames alone, "
-                                   f"{len(other[0])} {label}")
+                return CheckResult(
+                    "padding invariance",
+                    False,
+                    f"utterance {i}: {len(alone[0])} frames alone, {len(other[0])} {label}",
+                )
             for k, (a, b) in enumerate(zip(alone, other, strict=True)):
                 err = float((a - b).abs().max()) / max(1.0, float(a.abs().max()))
                 if err > worst:
@@ -173,6 +216,8 @@ def format_results(spec: str, results: list[CheckResult]) -> str:
     lines = [f"encoder: {spec}"]
     lines += [f"  {'PASS' if r.ok else 'FAIL'}  {r.name:<{width}}  {r.detail}" for r in results]
     failed = [r.name for r in results if not r.ok]
-    lines.append(f"{len(results) - len(failed)}/{len(results)} checks passed"
-                 + (f"; failed: {', '.join(failed)}" if failed else ""))
+    lines.append(
+        f"{len(results) - len(failed)}/{len(results)} checks passed"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+    )
     return "\n".join(lines)

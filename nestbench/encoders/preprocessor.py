@@ -69,7 +69,13 @@ def slaney_mel_filterbank(
 ) -> torch.Tensor:
     """librosa's default mel filterbank (slaney scale and area normalisation), [n_mels, n_fft//2+1]."""
     fb = AF.melscale_fbanks(
-        n_fft // 2 + 1, float(fmin), float(fmax), n_mels, sample_rate, norm="slaney", mel_scale="slaney"
+        n_fft // 2 + 1,
+        float(fmin),
+        float(fmax),
+        n_mels,
+        sample_rate,
+        norm="slaney",
+        mel_scale="slaney",
     )
     return fb.T.contiguous().float()
 
@@ -111,9 +117,13 @@ class FilterbankFeatures(nn.Module):
         if window not in _WINDOWS:
             raise ValueError(f"unsupported window {window!r} (supported: {sorted(_WINDOWS)})")
         if normalize not in ("per_feature", None, "", "none"):
-            raise ValueError(f"unsupported normalize={normalize!r} (supported: 'per_feature', None)")
+            raise ValueError(
+                f"unsupported normalize={normalize!r} (supported: 'per_feature', None)"
+            )
         if log_zero_guard_type not in ("add", "clamp"):
-            raise ValueError(f"log_zero_guard_type must be 'add' or 'clamp', not {log_zero_guard_type!r}")
+            raise ValueError(
+                f"log_zero_guard_type must be 'add' or 'clamp', not {log_zero_guard_type!r}"
+            )
         if not isinstance(pad_to, int) or pad_to < 0:
             raise ValueError(f"unsupported pad_to={pad_to!r} (a non-negative int is required)")
         self.sample_rate = sample_rate
@@ -134,7 +144,9 @@ class FilterbankFeatures(nn.Module):
         self.generation = check_generation(generation)
         self.batch_invariant = batch_invariant
         self.register_buffer("window", _WINDOWS[window](n_window_size, periodic=False))
-        fb = slaney_mel_filterbank(sample_rate, self.n_fft, nfilt, lowfreq, highfreq or sample_rate / 2)
+        fb = slaney_mel_filterbank(
+            sample_rate, self.n_fft, nfilt, lowfreq, highfreq or sample_rate / 2
+        )
         self.register_buffer("fb", fb.unsqueeze(0))
 
     def get_seq_len(self, num_samples: torch.Tensor) -> torch.Tensor:
@@ -182,7 +194,9 @@ class FilterbankFeatures(nn.Module):
         )
 
     @torch.no_grad()
-    def forward(self, wav: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, wav: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """wav: FloatTensor [B, S]; lengths: LongTensor [B] (samples).
 
         Returns:
@@ -202,7 +216,9 @@ class FilterbankFeatures(nn.Module):
             mel = torch.matmul(self.fb.to(mag.dtype), mag)
         if self.log:
             guard = self._guard(mel)
-            mel = torch.log(mel + guard if self.log_zero_guard_type == "add" else mel.clamp(min=guard))
+            mel = torch.log(
+                mel + guard if self.log_zero_guard_type == "add" else mel.clamp(min=guard)
+            )
         valid = lengths_mask(mel_len, mel.shape[-1])[:, None, :]  # [B, 1, T]
         if self.normalize == "per_feature":
             mel = normalize_per_feature(mel, valid)
@@ -315,10 +331,19 @@ class MelPreprocessor(nn.Module):
         win = cfg.get("n_window_size") or int(cfg.get("window_size", 0.02) * sr)
         hop = cfg.get("n_window_stride") or int(cfg.get("window_stride", 0.01) * sr)
         passthrough = (
-            "window", "normalize", "preemph", "lowfreq", "highfreq", "log",
-            "log_zero_guard_type", "log_zero_guard_value", "dither", "pad_to", "pad_value",
+            "window",
+            "normalize",
+            "preemph",
+            "lowfreq",
+            "highfreq",
+            "log",
+            "log_zero_guard_type",
+            "log_zero_guard_value",
+            "dither",
+            "pad_to",
+            "pad_value",
             "mag_power",
-        )  # fmt: skip
+        )
         kwargs = {k: cfg[k] for k in passthrough if k in cfg}
         return cls(
             sample_rate=sr,
@@ -350,6 +375,8 @@ class MelPreprocessor(nn.Module):
             "pad_value": f.pad_value,
         }
 
-    def forward(self, wav: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, wav: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """wav: [B, S], lengths: [B] -> (mel [B, n_mels, T], mel_len [B]); see FilterbankFeatures."""
         return self.featurizer(wav, lengths)

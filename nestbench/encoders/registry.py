@@ -43,8 +43,9 @@ class RegisteredEncoder:
 _REGISTRY: dict[str, RegisteredEncoder] = {}
 
 
-def register_encoder(name: str, factory: Callable[..., nn.Module] | None = None, *,
-                     description: str = ""):
+def register_encoder(
+    name: str, factory: Callable[..., nn.Module] | None = None, *, description: str = ""
+):
     """Register ``factory`` (a callable returning an encoder) under ``name``.
 
     Usable as a decorator: ``@register_encoder("my-encoder", description="...")``.
@@ -142,7 +143,9 @@ def _import_callable(spec: str):
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise EncoderSpecError(f"encoder {spec!r}: cannot import module {module_name!r} ({e})") from e
+        raise EncoderSpecError(
+            f"encoder {spec!r}: cannot import module {module_name!r} ({e})"
+        ) from e
     obj = module
     for part in attr.split("."):
         if not hasattr(obj, part):

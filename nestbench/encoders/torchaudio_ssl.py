@@ -75,8 +75,9 @@ class TorchaudioSSLEncoder(Encoder):
         if self.batched_transformer:
             states = self._transformer(feats, lengths)
         else:
-            per_utt = [self._transformer(feats[i : i + 1, : int(n)], None)
-                       for i, n in enumerate(lengths)]
+            per_utt = [
+                self._transformer(feats[i : i + 1, : int(n)], None) for i, n in enumerate(lengths)
+            ]
             states = []
             for layer in zip(*per_utt, strict=True):
                 padded = feats.new_zeros(len(layer), feats.shape[1], layer[0].shape[-1])

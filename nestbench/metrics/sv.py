@@ -81,7 +81,9 @@ def eer(scores, labels) -> float:
     return float(_eer_from_rates(p_fa, p_miss)[0])
 
 
-def min_dcf(scores, labels, p_target: float = 0.01, c_miss: float = 1.0, c_fa: float = 1.0) -> float:
+def min_dcf(
+    scores, labels, p_target: float = 0.01, c_miss: float = 1.0, c_fa: float = 1.0
+) -> float:
     """Normalised minimum detection cost (NIST SRE definition; 1.0 = the trivial system)."""
     p_fa, p_miss, _ = roc(scores, labels)
     dcf = c_miss * p_miss * p_target + c_fa * p_fa * (1 - p_target)
@@ -95,8 +97,9 @@ def eer_threshold(scores, labels) -> float:
     return float(thresholds[k])
 
 
-def bootstrap_eer(scores, labels, n_resamples: int = 1000, confidence: float = 0.95,
-                  seed: int = 0) -> tuple[float, float]:
+def bootstrap_eer(
+    scores, labels, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
     """Percentile bootstrap interval of the EER, resampling trials with replacement.
 
     Vectorised: each resample is a row of multinomial trial counts, so the N trials are sorted
@@ -126,8 +129,9 @@ def cosine_scores(enroll: np.ndarray, test: np.ndarray) -> np.ndarray:
     return np.einsum("ne,ne->n", e, t)
 
 
-def as_norm(scores, enroll: np.ndarray, test: np.ndarray, cohort: np.ndarray,
-            top_n: int = 300) -> np.ndarray:
+def as_norm(
+    scores, enroll: np.ndarray, test: np.ndarray, cohort: np.ndarray, top_n: int = 300
+) -> np.ndarray:
     """Adaptive symmetric score normalisation (AS-norm) of cosine scores.
 
     Args:
@@ -139,6 +143,7 @@ def as_norm(scores, enroll: np.ndarray, test: np.ndarray, cohort: np.ndarray,
     Returns:
         [N] normalised scores.
     """
+
     def l2(x):
         return x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-12)
 

@@ -1,0 +1,463 @@
+"""FastConformer encoder with NeMo ``ConformerEncoder`` parameter names (no NeMo needed).
+
+mel [B, F, T] -> ``pre_encode`` (dw-striding convs over (time, freq), 8x in time) -> [B, T', d]
+-> ``x * sqrt(d)`` -> ``layers``: N conformer blocks with relative-position self-attention.
+
+Only the configuration NEST uses is implemented (``subsampling: dw_striding``,
+``self_attention_model: rel_pos``, ``conv_norm_type: batch_norm``, full attention context);
+:meth:`FastConformerConfig.from_nemo` rejects anything else with a clear error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MASK_VALUE = -10000.0
+"""Score given to masked attention positions, as in NeMo (``-INF_VAL``)."""
+
+
+@dataclass
+class FastConformerConfig:
+    """Dimensions and regularisation of a FastConformer encoder (NeMo ``encoder:`` names)."""
+
+    feat_in: int = 80
+    n_layers: int = 17
+    d_model: int = 512
+    n_heads: int = 8
+    subsampling_factor: int = 8
+    subsampling_conv_channels: int = 256
+    ff_expansion_factor: int = 4
+    conv_kernel_size: int = 9
+    xscaling: bool = True
+    use_bias: bool = True
+    untie_biases: bool = True
+    pos_emb_max_len: int = 5000
+    dropout: float = 0.1
+    dropout_pre_encoder: float = 0.1
+    dropout_emb: float = 0.0
+    dropout_att: float = 0.1
+    stochastic_depth_drop_prob: float = 0.0
+    stochastic_depth_mode: str = "linear"
+    stochastic_depth_start_layer: int = 1
+    masked_subsampling: bool = True
+    """Mask padded time steps inside the subsampling convs (NeMo >= 2.5); False for NeMo <= 2.4."""
+
+    def __post_init__(self):
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+        if self.subsampling_factor < 2 or self.subsampling_factor & (self.subsampling_factor - 1):
+            raise ValueError(
+                f"subsampling_factor must be a power of 2, not {self.subsampling_factor}"
+            )
+        if self.conv_kernel_size % 2 != 1:
+            raise ValueError(f"conv_kernel_size must be odd, not {self.conv_kernel_size}")
+        if self.stochastic_depth_mode not in ("linear", "uniform"):
+            raise ValueError(f"unsupported stochastic_depth_mode={self.stochastic_depth_mode!r}")
+
+    @classmethod
+    def from_nemo(cls, cfg: dict, masked_subsampling: bool = True) -> FastConformerConfig:
+        """Read NeMo's ``encoder:`` config section.
+
+        Keys this class does not name (``_target_``, ``use_pytorch_sdpa``, ...) are ignored when
+        they cannot change the result; values this implementation does not support raise
+        ValueError naming the setting.
+        """
+        cfg = dict(cfg)
+        target = str(cfg.get("_target_", "ConformerEncoder"))
+        if not target.endswith(("ConformerEncoder", "ConformerEncoderAdapter")):
+            raise ValueError(f"unsupported encoder {target!r} (a ConformerEncoder is required)")
+
+        def require(key, ok, what):
+            if key in cfg and cfg[key] is not None and not ok(cfg[key]):
+                raise ValueError(f"unsupported encoder setting {key}={cfg[key]!r} ({what})")
+
+        require("subsampling", lambda v: v == "dw_striding", "only dw_striding")
+        require("self_attention_model", lambda v: v == "rel_pos", "only rel_pos")
+        require("conv_norm_type", lambda v: v == "batch_norm", "only batch_norm")
+        require("att_context_size", lambda v: list(v) in ([-1, -1], [[-1, -1]]), "only [-1, -1]")
+        require("att_context_style", lambda v: v == "regular", "only regular")
+        require("causal_downsampling", lambda v: not v, "only false")
+        require("reduction", lambda v: not v, "no time reduction")
+        require("global_tokens", lambda v: v == 0, "only 0")
+        require("feat_out", lambda v: v in (-1, cfg.get("d_model")), "no output projection")
+        kernel = int(cfg.get("conv_kernel_size", 31))
+        half = (kernel - 1) // 2
+        require("conv_context_size", lambda v: list(v) == [half, half], "only symmetric")
+
+        names = {f.name for f in dataclasses.fields(cls)} - {"masked_subsampling"}
+        kwargs = {k: cfg[k] for k in names if k in cfg and cfg[k] is not None}
+        if kwargs.get("subsampling_conv_channels", -1) == -1:
+            kwargs["subsampling_conv_channels"] = int(cfg["d_model"])
+        return cls(**kwargs, masked_subsampling=masked_subsampling)
+
+    def to_nemo(self) -> dict:
+        """NeMo's ``encoder:`` config section for these settings."""
+        cfg = {"_target_": "nemo.collections.asr.modules.ConformerEncoder"}
+        cfg.update(dataclasses.asdict(self))
+        del cfg["masked_subsampling"]
+        cfg.update(
+            feat_out=-1,
+            subsampling="dw_striding",
+            causal_downsampling=False,
+            self_attention_model="rel_pos",
+            att_context_size=[-1, -1],
+            att_context_style="regular",
+            conv_norm_type="batch_norm",
+            conv_context_size=None,
+        )
+        return cfg
+
+
+NEST_SIZES: dict[str, dict] = {
+    "tiny": dict(d_model=64, n_heads=4, n_layers=3, subsampling_conv_channels=32),
+    "small": dict(d_model=176, n_heads=4, n_layers=16),
+    "medium": dict(d_model=256, n_heads=4, n_layers=16),
+    "large": dict(d_model=512, n_heads=8, n_layers=18),
+    "xlarge": dict(d_model=1024, n_heads=8, n_layers=24, xscaling=False, use_bias=False),
+}
+"""FastConformerConfig overrides of the NEST sizes (NeMo's ``nest_fast-conformer.yaml`` table;
+``large`` has 18 layers like the released ``ssl_en_nest_large_v1.0``). ``tiny`` is for tests."""
+
+
+def conv_out_length(lengths, repeat: int = 1):
+    """Length (int or LongTensor) after ``repeat`` convs with kernel 3, stride 2, padding 1:
+    ``(L - 1) // 2 + 1`` (floor division)."""
+    for _ in range(repeat):
+        lengths = (lengths - 1) // 2 + 1
+    return lengths
+
+
+def time_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """BoolTensor [B, max_len], True at valid steps."""
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class ConvSubsampling(nn.Module):
+    """Depthwise-striding 2-D conv subsampling (NeMo ``dw_striding``), keys ``conv.N``, ``out``.
+
+    conv: Conv2d(1, C, 3, s2) ReLU, then per further factor 2: depthwise Conv2d(C, C, 3, s2),
+    pointwise Conv2d(C, C, 1), ReLU. out: Linear(C * F', d) over (channel, freq) flattened.
+    """
+
+    def __init__(self, feat_in: int, d_model: int, channels: int, factor: int, masked: bool):
+        super().__init__()
+        self.masked = masked
+        self.num_strided = int(math.log2(factor))
+        f_out = conv_out_length(feat_in, self.num_strided)
+        self.out = nn.Linear(channels * f_out, d_model)
+        layers: list[nn.Module] = [nn.Conv2d(1, channels, 3, stride=2, padding=1), nn.ReLU(True)]
+        for _ in range(self.num_strided - 1):
+            layers += [
+                nn.Conv2d(channels, channels, 3, stride=2, padding=1, groups=channels),
+                nn.Conv2d(channels, channels, 1),
+                nn.ReLU(True),
+            ]
+        self.conv = nn.Sequential(*layers)
+
+    def forward(
+        self, x: torch.Tensor, lengths: torch.Tensor, mask_lengths: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: [B, T, F] features, lengths: [B] -> ([B, T', d], lengths [B]).
+
+        With ``masked`` or given ``mask_lengths``, steps at or past ``mask_lengths`` (default
+        ``lengths``) are zeroed before the first conv and after every conv, the lengths following
+        each strided conv.
+        """
+        x = x.unsqueeze(1)  # [B, 1, T, F]
+        if self.masked or mask_lengths is not None:
+            cur = lengths if mask_lengths is None else mask_lengths
+            x = x * time_mask(cur, x.shape[2])[:, None, :, None]
+            for layer in self.conv:
+                x = layer(x)
+                if isinstance(layer, nn.Conv2d):
+                    if layer.stride[0] > 1:
+                        cur = conv_out_length(cur)
+                    x = x * time_mask(cur, x.shape[2])[:, None, :, None]
+        else:
+            x = self.conv(x)
+        b, c, t, f = x.shape
+        x = self.out(x.transpose(1, 2).reshape(b, t, c * f))
+        return x, conv_out_length(lengths, self.num_strided)
+
+
+def relative_positions(length: int, d_model: int, device=None, dtype=None) -> torch.Tensor:
+    """Sinusoidal embeddings [1, 2*length-1, d_model] of positions length-1 down to -(length-1).
+
+    Even channels hold sin, odd channels cos, with frequencies ``10000 ** (-2i / d_model)``.
+    """
+    pos = torch.arange(length - 1, -length, -1, dtype=torch.float32, device=device)[:, None]
+    freq = torch.exp(
+        torch.arange(0, d_model, 2, dtype=torch.float32, device=device)
+        * -(math.log(10000.0) / d_model)
+    )
+    pe = torch.zeros(2 * length - 1, d_model, device=device)
+    pe[:, 0::2] = torch.sin(pos * freq)
+    pe[:, 1::2] = torch.cos(pos * freq)
+    return pe.unsqueeze(0).to(dtype or torch.float32)
+
+
+class RelPositionalEncoding(nn.Module):
+    """Scales x by ``xscale`` and gives the relative position table (not added to x).
+
+    The table is computed on the fly for each length, so nothing is saved in the state dict.
+    """
+
+    def __init__(self, d_model: int, dropout: float, dropout_emb: float, xscale: float | None):
+        super().__init__()
+        self.d_model = d_model
+        self.xscale = xscale
+        self.dropout = nn.Dropout(dropout)
+        self.dropout_emb = nn.Dropout(dropout_emb) if dropout_emb > 0 else None
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: [B, T, d] -> (x [B, T, d], pos_emb [1, 2T-1, d])."""
+        if self.xscale:
+            x = x * self.xscale
+        pos_emb = relative_positions(x.shape[1], self.d_model, x.device, x.dtype)
+        if self.dropout_emb is not None:
+            pos_emb = self.dropout_emb(pos_emb)
+        return self.dropout(x), pos_emb
+
+
+def rel_shift(bd: torch.Tensor) -> torch.Tensor:
+    """Align relative-position scores to key positions.
+
+    bd: [B, H, T, 2T-1], where column m scores relative position T-1-m.
+    Returns [B, H, T, T] with ``out[..., i, j] = bd[..., i, T-1-i+j]`` (relative position i-j),
+    as a strided view: element (i, j) sits at flat offset ``i*(2T-2) + (T-1) + j`` of a row block.
+    """
+    b, h, t, p = bd.shape
+    bd = bd.contiguous()
+    sb, sh = bd.stride(0), bd.stride(1)
+    return bd.as_strided((b, h, t, t), (sb, sh, p - 1, 1), bd.storage_offset() + t - 1)
+
+
+class RelPositionMultiHeadAttention(nn.Module):
+    """Transformer-XL self-attention with learned biases ``pos_bias_u``/``pos_bias_v`` [H, d_k].
+
+    ``scores = ((q + u) k^T + rel_shift((q + v) p^T)) / sqrt(d_k)``, where p = linear_pos(pos_emb).
+    """
+
+    def __init__(
+        self,
+        n_heads: int,
+        d_model: int,
+        dropout: float,
+        use_bias: bool = True,
+        pos_bias_u: nn.Parameter | None = None,
+        pos_bias_v: nn.Parameter | None = None,
+    ):
+        super().__init__()
+        self.h = n_heads
+        self.d_k = d_model // n_heads
+        self.dropout_rate = dropout
+        self.linear_q = nn.Linear(d_model, d_model, bias=use_bias)
+        self.linear_k = nn.Linear(d_model, d_model, bias=use_bias)
+        self.linear_v = nn.Linear(d_model, d_model, bias=use_bias)
+        self.linear_out = nn.Linear(d_model, d_model, bias=use_bias)
+        self.linear_pos = nn.Linear(d_model, d_model, bias=False)
+        if pos_bias_u is None:
+            pos_bias_u = nn.Parameter(torch.zeros(n_heads, self.d_k))
+        if pos_bias_v is None:
+            pos_bias_v = nn.Parameter(torch.zeros(n_heads, self.d_k))
+        self.pos_bias_u = pos_bias_u
+        self.pos_bias_v = pos_bias_v
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, T, d] -> [B, H, T, d_k]."""
+        return x.view(x.shape[0], x.shape[1], self.h, self.d_k).transpose(1, 2)
+
+    def forward(
+        self, x: torch.Tensor, pos_emb: torch.Tensor, att_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """x: [B, T, d]; pos_emb: [1, 2T-1, d]; att_mask: BoolTensor [B, T, T], True = masked.
+
+        Returns [B, T, d]. Fully masked query rows (padding) attend to nothing, so their output
+        is ``linear_out``'s bias, as in NeMo.
+        """
+        b, t, _ = x.shape
+        q = self.linear_q(x).view(b, t, self.h, self.d_k)  # [B, T, H, d_k]
+        k, v = self._heads(self.linear_k(x)), self._heads(self.linear_v(x))
+        p = self._heads(self.linear_pos(pos_emb))  # [1, H, 2T-1, d_k]
+        q_u = (q + self.pos_bias_u.to(q.dtype)).transpose(1, 2)  # [B, H, T, d_k]
+        q_v = (q + self.pos_bias_v.to(q.dtype)).transpose(1, 2)
+        bias = rel_shift(torch.matmul(q_v, p.transpose(-2, -1))) / math.sqrt(self.d_k)
+        if att_mask is not None:
+            bias = bias.masked_fill(att_mask[:, None], MASK_VALUE)
+        out = F.scaled_dot_product_attention(
+            q_u, k, v, attn_mask=bias, dropout_p=self.dropout_rate if self.training else 0.0
+        )  # [B, H, T, d_k]
+        if att_mask is not None:
+            out = out.masked_fill(att_mask.all(-1)[:, None, :, None], 0.0)
+        return self.linear_out(out.transpose(1, 2).reshape(b, t, self.h * self.d_k))
+
+
+class FeedForward(nn.Module):
+    """Linear(d, d_ff) -> SiLU -> dropout -> Linear(d_ff, d); keys ``linear1``, ``linear2``."""
+
+    def __init__(self, d_model: int, d_ff: int, dropout: float, use_bias: bool = True):
+        super().__init__()
+        self.linear1 = nn.Linear(d_model, d_ff, bias=use_bias)
+        self.dropout = nn.Dropout(dropout)
+        self.linear2 = nn.Linear(d_ff, d_model, bias=use_bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, T, d] -> [B, T, d]."""
+        return self.linear2(self.dropout(F.silu(self.linear1(x))))
+
+
+class ConvModule(nn.Module):
+    """Conformer convolution: pointwise(2d) -> GLU -> zero padding -> depthwise(k) -> BatchNorm
+    -> SiLU -> pointwise(d)."""
+
+    def __init__(self, d_model: int, kernel_size: int, use_bias: bool = True):
+        super().__init__()
+        self.pointwise_conv1 = nn.Conv1d(d_model, 2 * d_model, 1, bias=use_bias)
+        self.depthwise_conv = nn.Conv1d(
+            d_model,
+            d_model,
+            kernel_size,
+            padding=(kernel_size - 1) // 2,
+            groups=d_model,
+            bias=use_bias,
+        )
+        self.batch_norm = nn.BatchNorm1d(d_model)
+        self.pointwise_conv2 = nn.Conv1d(d_model, d_model, 1, bias=use_bias)
+
+    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor | None) -> torch.Tensor:
+        """x: [B, T, d]; pad_mask: BoolTensor [B, T], True at padding -> [B, T, d]."""
+        x = F.glu(self.pointwise_conv1(x.transpose(1, 2)), dim=1)  # [B, d, T]
+        if pad_mask is not None:
+            x = x.masked_fill(pad_mask[:, None, :], 0.0)
+        x = F.silu(self.batch_norm(self.depthwise_conv(x)))
+        return self.pointwise_conv2(x).transpose(1, 2)
+
+
+class ConformerLayer(nn.Module):
+    """``x += FF1/2; x += MHSA; x += Conv; x += FF2/2; out = LayerNorm(x)`` (pre-norm branches)."""
+
+    def __init__(self, cfg: FastConformerConfig, pos_bias_u=None, pos_bias_v=None):
+        super().__init__()
+        d, d_ff = cfg.d_model, cfg.d_model * cfg.ff_expansion_factor
+        self.norm_feed_forward1 = nn.LayerNorm(d)
+        self.feed_forward1 = FeedForward(d, d_ff, cfg.dropout, cfg.use_bias)
+        self.norm_conv = nn.LayerNorm(d)
+        self.conv = ConvModule(d, cfg.conv_kernel_size, cfg.use_bias)
+        self.norm_self_att = nn.LayerNorm(d)
+        self.self_attn = RelPositionMultiHeadAttention(
+            cfg.n_heads, d, cfg.dropout_att, cfg.use_bias, pos_bias_u, pos_bias_v
+        )
+        self.norm_feed_forward2 = nn.LayerNorm(d)
+        self.feed_forward2 = FeedForward(d, d_ff, cfg.dropout, cfg.use_bias)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.norm_out = nn.LayerNorm(d)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        pos_emb: torch.Tensor,
+        att_mask: torch.Tensor | None,
+        pad_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """x: [B, T, d]; pos_emb [1, 2T-1, d]; att_mask [B, T, T]; pad_mask [B, T] -> [B, T, d]."""
+        x = x + 0.5 * self.dropout(self.feed_forward1(self.norm_feed_forward1(x)))
+        x = x + self.dropout(self.self_attn(self.norm_self_att(x), pos_emb, att_mask))
+        x = x + self.dropout(self.conv(self.norm_conv(x), pad_mask))
+        x = x + 0.5 * self.dropout(self.feed_forward2(self.norm_feed_forward2(x)))
+        return self.norm_out(x)
+
+
+def layer_drop_probs(cfg: FastConformerConfig) -> list[float]:
+    """Stochastic-depth drop probability of each layer (0 for layers before the start layer)."""
+    p, start, n = cfg.stochastic_depth_drop_prob, cfg.stochastic_depth_start_layer, cfg.n_layers
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"stochastic_depth_drop_prob must be in [0, 1), not {p}")
+    if not 1 <= start <= n:
+        raise ValueError(f"stochastic_depth_start_layer must be in [1, {n}], not {start}")
+    rest = n - start
+    if cfg.stochastic_depth_mode == "linear":
+        return [0.0] * start + [p * i / rest for i in range(1, rest + 1)]
+    return [0.0] * start + [p] * rest
+
+
+class FastConformerEncoder(nn.Module):
+    """NeMo ``ConformerEncoder`` (rel_pos, dw_striding) with identical state-dict keys.
+
+    Keys: ``pre_encode.{out, conv.N}``, ``layers.N.*``; the position table is not saved.
+    """
+
+    def __init__(self, cfg: FastConformerConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.pre_encode = ConvSubsampling(
+            cfg.feat_in,
+            cfg.d_model,
+            cfg.subsampling_conv_channels,
+            cfg.subsampling_factor,
+            cfg.masked_subsampling,
+        )
+        self.pos_enc = RelPositionalEncoding(
+            cfg.d_model,
+            cfg.dropout_pre_encoder,
+            cfg.dropout_emb,
+            math.sqrt(cfg.d_model) if cfg.xscaling else None,
+        )
+        shared_u = shared_v = None
+        if not cfg.untie_biases:  # one pair of biases shared by every layer
+            d_k = cfg.d_model // cfg.n_heads
+            shared_u = nn.Parameter(torch.zeros(cfg.n_heads, d_k))
+            shared_v = nn.Parameter(torch.zeros(cfg.n_heads, d_k))
+        self.layers = nn.ModuleList(
+            ConformerLayer(cfg, shared_u, shared_v) for _ in range(cfg.n_layers)
+        )
+        self.layer_drop_probs = layer_drop_probs(cfg)
+
+    @property
+    def masked_subsampling(self) -> bool:
+        return self.pre_encode.masked
+
+    @masked_subsampling.setter
+    def masked_subsampling(self, value: bool) -> None:
+        self.pre_encode.masked = self.cfg.masked_subsampling = bool(value)
+
+    def forward(
+        self,
+        mel: torch.Tensor,
+        mel_len: torch.Tensor,
+        subsampling_mask_len: torch.Tensor | None = None,
+    ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        """mel: [B, F, T]; mel_len: [B] valid frames.
+
+        ``subsampling_mask_len`` [B] (optional): mask the subsampling at these lengths instead
+        (even when ``masked_subsampling`` is off); used to emulate an unpadded batch of one (see
+        ``MelPreprocessor``'s batch_invariant).
+
+        Returns:
+            hidden_states: tuple of n_layers+1 FloatTensor [B, T', d]; index 0 is the input of
+                block 0 (after subsampling, xscaling and dropout), index i the output of block i.
+                Steps at or past ``lengths`` hold padding garbage, as in NeMo.
+            lengths: LongTensor [B], valid steps of T'.
+        """
+        x, lengths = self.pre_encode(mel.transpose(1, 2), mel_len, subsampling_mask_len)
+        lengths = lengths.long()
+        x, pos_emb = self.pos_enc(x)
+        valid = time_mask(lengths, x.shape[1])  # [B, T']
+        pad_mask = ~valid
+        att_mask = ~(valid[:, :, None] & valid[:, None, :])  # [B, T', T'], True = masked
+        hidden = [x]
+        for layer, drop in zip(self.layers, self.layer_drop_probs, strict=True):
+            y = layer(x, pos_emb, att_mask, pad_mask)
+            if self.training and drop > 0.0:
+                if torch.rand(()) < drop:
+                    y = x + 0.0 * y  # keep every parameter in the graph
+                else:
+                    y = x + (y - x) / (1.0 - drop)
+            x = y
+            hidden.append(x)
+        return tuple(hidden), lengths

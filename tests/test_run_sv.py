@@ -1,0 +1,162 @@
+"""nestbench run --task sv end to end on a toy encoder: cache reuse, learning layer weights,
+result files, skipping finished runs, errors."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from nestbench.cli import main
+from nestbench.config import ConfigError
+from nestbench.runner import run
+from nestbench.task import TaskError
+from tests import toy_encoders
+from tests.sv_helpers import SMALL_SV, make_sv_folder
+
+
+class CountingEncoder(toy_encoders.FramesEncoder):
+    """Counts utterances seen across instances (class-level, since the runner builds its own)."""
+
+    total = 0
+
+    def forward(self, wav, wav_lens):
+        CountingEncoder.total += wav.shape[0]
+        return super().forward(wav, wav_lens)
+
+
+def counting_encoder(scale: float = 0.0):
+    enc = CountingEncoder()
+    if scale:
+        import torch
+
+        with torch.no_grad():
+            enc.proj.weight.mul_(scale)
+    return enc
+
+
+@pytest.fixture(scope="module")
+def sv_data(tmp_path_factory):
+    return make_sv_folder(tmp_path_factory.mktemp("sv"))
+
+
+def _run(
+    tmp_path,
+    data,
+    *extra,
+    seed=0,
+    force=False,
+    encoder="tests.test_run_sv:counting_encoder",
+    mode="frozen",
+):
+    return run(
+        "sv",
+        [*SMALL_SV, f"cache.root={tmp_path / 'cache'}", *extra],
+        force=force,
+        encoder=encoder,
+        mode=mode,
+        data=str(data),
+        seed=seed,
+        out=str(tmp_path / "runs"),
+    )
+
+
+def test_frozen_cache_used_once_across_epochs_and_seeds(tmp_path, sv_data):
+    n_utts = 6 * 4 + 2 * 3 * 4
+    CountingEncoder.total = 0
+    r, result = _run(tmp_path, sv_data)
+    assert CountingEncoder.total == n_utts  # 3 epochs, 1 encoder call per utterance
+    assert result["config"]["trainer"]["max_epochs"] == 3
+    r2, result2 = _run(tmp_path, sv_data, seed=1)
+    assert CountingEncoder.total == n_utts  # another seed: all features from the cache
+    assert r2.id != r.id
+    _run(tmp_path, sv_data, "encoder.kwargs={scale: 2.0}")
+    assert CountingEncoder.total == 2 * n_utts  # a changed encoder rebuilds the cache
+
+    files = {p.name for p in r.dir.iterdir()}
+    assert {"result.json", "scores.txt", "run.log", "config.yaml"} <= files
+    saved = json.loads(r.result_path.read_text())
+    for key in (
+        "task",
+        "encoder",
+        "mode",
+        "seed",
+        "metrics",
+        "layer_weights",
+        "timings_s",
+        "config",
+        "versions",
+        "git_revision",
+    ):
+        assert key in saved
+    m = saved["metrics"]
+    assert 0 <= m["eer"] <= 100 and m["eer_ci95"][0] <= m["eer"] <= m["eer_ci95"][1]
+    assert {"min_dcf_0.01", "min_dcf_0.05", "eer_asnorm"} <= set(m)
+    lines = (r.dir / "scores.txt").read_text().splitlines()
+    assert lines[0].startswith("# enroll test label score")
+    assert len(lines) - 1 == m["num_trials"] == 66
+    assert lines[1].split()[2] in ("0", "1")
+
+
+def test_layer_weights_learn_frozen_and_finetuned(tmp_path, sv_data):
+    for mode in ("frozen", "finetune"):
+        _, result = _run(tmp_path, sv_data, mode=mode)
+        w = result["layer_weights"]
+        assert w["initial"] == pytest.approx([1 / 3] * 3)
+        assert max(abs(a - b) for a, b in zip(w["final"], w["initial"], strict=True)) > 1e-3, mode
+        assert sum(w["final"]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_finished_run_is_skipped_and_force_keeps_the_old_result(tmp_path, sv_data):
+    runner = CliRunner()
+    args = [
+        "run",
+        "--task",
+        "sv",
+        "--encoder",
+        "tests.toy_encoders:FramesEncoder",
+        "--data",
+        str(sv_data),
+        "--out",
+        str(tmp_path / "runs"),
+        *SMALL_SV,
+        "trainer.max_epochs=1",
+        f"cache.root={tmp_path / 'cache'}",
+    ]
+    first = runner.invoke(main, args)
+    assert first.exit_code == 0, first.output
+    assert "eer" in first.output and "result:" in first.output
+    second = runner.invoke(main, args)
+    assert second.exit_code == 0 and "already finished" in second.output
+    forced = runner.invoke(main, [*args, "--force"])
+    assert forced.exit_code == 0, forced.output
+    run_dir = next((tmp_path / "runs" / "sv").iterdir())
+    assert len(list(run_dir.glob("result*.json"))) == 2  # the earlier result is kept aside
+
+
+def test_errors_name_the_problem(tmp_path, sv_data):
+    with pytest.raises(TaskError, match="unknown task 'nope'; valid tasks: .*sv"):
+        run("nope", [])
+    with pytest.raises(ConfigError, match="unknown config key 'trainer.max_epoch'.*max_epochs"):
+        _run(tmp_path, sv_data, "trainer.max_epoch=3")
+    out = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "--task",
+            "sv",
+            "--encoder",
+            "nest-gigantic",
+            "--data",
+            str(sv_data),
+            "--out",
+            str(tmp_path / "r"),
+        ],
+    )
+    assert out.exit_code != 0 and "unknown encoder 'nest-gigantic'" in out.output
+    bad = make_sv_folder(tmp_path / "bad", train_speakers=2, eval_speakers=2, utts=2)
+    with open(bad / "test_trials.txt", "a") as f:
+        f.write("1 spk99/u0.wav spk02/u0.wav\n")
+    with pytest.raises(
+        TaskError, match=r"test_trials.txt:7: trial name 'spk99/u0.wav' is in no record"
+    ):
+        _run(tmp_path, bad)
