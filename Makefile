@@ -6,7 +6,7 @@ venv:
 
 # The main job.
 run: venv
-	.venv/bin/nestbench encoders check nest-small
+	.venv/bin/nestbench run --task sv
 
 # The default test suite (slow tests excluded; run them with `.venv/bin/pytest -m slow`).
 test: venv

@@ -130,5 +130,9 @@ def run_cmd(task, encoder, mode, data, seed, out, force, overrides) -> None:
     click.echo(f"result: {r.result_path}")
 
 
+from nestbench.data.cli import data  # noqa: E402  (the `nestbench data` group)
+
+main.add_command(data)
+
 if __name__ == "__main__":
     main()

@@ -67,6 +67,8 @@ class DownstreamModel(L.LightningModule):
         if "feats" in batch:
             return self.featurizer(batch["feats"].transpose(0, 1)), batch["lengths"]
         grad = self._encoder_trains()
+        if self.mode == "finetune" and self.encoder.training != grad:
+            self.encoder.train(grad)  # eval (no dropout, fixed BatchNorm) while it is frozen
         ctx = contextlib.nullcontext() if grad else torch.no_grad()
         with ctx:
             out = self.encoder(batch["wav"], batch["wav_lens"])

@@ -300,6 +300,7 @@ class Run:
             num_sanity_val_steps=0,
             deterministic=False,
         )
+        model.train()  # the encoder too in finetune mode (load_encoder returns eval mode)
         weights_before = model.layer_weights()
         t = time.perf_counter()
         trainer.fit(model, loader(splits["train"], True), loader(splits["dev"], False))

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from nestbench.data.slu_templates import tag
 from nestbench.data.slurp import make_record
 from nestbench.data.synth import synthesize_corpus
-from nestbench.data.slu_templates import tag
 
 _TINY: dict[tuple[int, int], Path] = {}
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 MASK_VALUE = -10000.0
 """Score given to masked attention positions, as in NeMo (``-INF_VAL``)."""
@@ -417,6 +418,8 @@ class FastConformerEncoder(nn.Module):
             ConformerLayer(cfg, shared_u, shared_v) for _ in range(cfg.n_layers)
         )
         self.layer_drop_probs = layer_drop_probs(cfg)
+        #: Recompute each block in the backward pass instead of storing its activations.
+        self.gradient_checkpointing = False
 
     @property
     def masked_subsampling(self) -> bool:
@@ -452,7 +455,10 @@ class FastConformerEncoder(nn.Module):
         att_mask = ~(valid[:, :, None] & valid[:, None, :])  # [B, T', T'], True = masked
         hidden = [x]
         for layer, drop in zip(self.layers, self.layer_drop_probs, strict=True):
-            y = layer(x, pos_emb, att_mask, pad_mask)
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                y = checkpoint(layer, x, pos_emb, att_mask, pad_mask, use_reentrant=False)
+            else:
+                y = layer(x, pos_emb, att_mask, pad_mask)
             if self.training and drop > 0.0:
                 if torch.rand(()) < drop:
                     y = x + 0.0 * y  # keep every parameter in the graph

@@ -531,6 +531,10 @@ class NestEncoder(Encoder):
             "batch_invariant": self.model.batch_invariant,
         }
 
+    def set_gradient_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute conformer blocks in the backward pass (fine-tuning with less memory)."""
+        self.model.encoder.gradient_checkpointing = bool(enabled)
+
     def forward(self, wav: torch.Tensor, wav_lens: torch.Tensor) -> EncoderOutput:
         """wav: FloatTensor [B, S] at 16 kHz; wav_lens: LongTensor [B] -> EncoderOutput."""
         hidden, lengths = self.model(wav, wav_lens)
