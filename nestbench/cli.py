@@ -123,6 +123,8 @@ def run_cmd(task, encoder, mode, data, seed, out, force, overrides) -> None:
         )
     except (ConfigError, TaskError, EncoderSpecError, FileNotFoundError) as e:
         raise click.ClickException(str(e)) from e
+    if result == {}:  # a non-zero DDP rank: rank 0 reports
+        return
     if result is None:
         click.echo(f"already finished: {r.result_path} (use --force to run again)")
         result = json.loads(r.result_path.read_text())

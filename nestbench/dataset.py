@@ -27,6 +27,8 @@ class RecordDataset(Dataset):
         crop_seconds: random training window length (None: whole records).
         train: whether to crop and return targets.
         seed: base of the crop random numbers (combined with the epoch and index).
+        sort_by_duration: serve records shortest first (evaluation batches with little padding);
+            ``index`` in each output is always the record's position in ``items``.
     """
 
     def __init__(
@@ -39,8 +41,13 @@ class RecordDataset(Dataset):
         train: bool = False,
         seed: int = 0,
         sample_rate: int = 16000,
+        sort_by_duration: bool = False,
     ):
         self.items, self.task, self.cache = items, task, cache
+        #: position -> record index: evaluation reads records shortest first (little padding)
+        self.order = list(range(len(items)))
+        if sort_by_duration:
+            self.order.sort(key=lambda i: float(items[i].get("duration") or 0.0))
         self.frame_shift, self.crop_seconds, self.train = frame_shift, crop_seconds, train
         self.seed, self.epoch, self.sample_rate = seed, 0, sample_rate
 
@@ -60,7 +67,8 @@ class RecordDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         return int(rng.integers(0, total - length + 1)), length
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, position: int) -> dict:
+        index = self.order[position]
         item = self.items[index]
         out = {"index": index}
         if self.cache is not None:
@@ -106,9 +114,3 @@ def collate(batch: list[dict], task=None) -> dict:
     if "target" in batch[0]:
         out["target"] = task.collate_targets([b["target"] for b in batch])
     return out
-
-
-def length_sorted_batches(items: list[dict], batch_size: int) -> list[list[int]]:
-    """Index batches of similar duration (for evaluation: little padding)."""
-    order = sorted(range(len(items)), key=lambda i: float(items[i].get("duration") or 0.0))
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

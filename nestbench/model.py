@@ -77,6 +77,11 @@ class DownstreamModel(L.LightningModule):
             states = tuple(states[i] for i in self.cache_layers)
         return self.featurizer(states), out.lengths
 
+    def on_train_epoch_start(self):
+        dataset = getattr(self.trainer.train_dataloader, "dataset", None)
+        if hasattr(dataset, "set_epoch"):  # new random training crops every epoch
+            dataset.set_epoch(self.current_epoch)
+
     def training_step(self, batch, batch_idx):
         x, lengths = self.features(batch)
         loss = self.task.loss(self.head, x, lengths, batch["target"])

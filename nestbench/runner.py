@@ -15,6 +15,7 @@ import platform
 import re
 import subprocess
 import time
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nestbench.cache import FeatureCache, default_cache_root
 from nestbench.config import resolve_run_config
-from nestbench.dataset import RecordDataset, collate, length_sorted_batches
+from nestbench.dataset import RecordDataset, collate
 from nestbench.encoders import load_encoder
 from nestbench.featurizer import Featurizer
 from nestbench.model import DownstreamModel
@@ -245,17 +246,14 @@ class Run:
                 crop_seconds=task.crop_seconds,
                 train=train,
                 seed=int(cfg.seed),
+                sort_by_duration=not train,
             )
-            kw = {
-                "num_workers": int(cfg.trainer.num_workers),
-                "collate_fn": lambda b: collate(b, task),
-            }
-            if train:
-                return torch.utils.data.DataLoader(
-                    ds, batch_size=int(cfg.trainer.batch_size), shuffle=True, drop_last=False, **kw
-                )
             return torch.utils.data.DataLoader(
-                ds, batch_sampler=length_sorted_batches(items, int(cfg.trainer.batch_size)), **kw
+                ds,
+                batch_size=int(cfg.trainer.batch_size),
+                shuffle=train,
+                num_workers=int(cfg.trainer.num_workers),
+                collate_fn=partial(collate, task=task),
             )
 
         precision = cfg.trainer.precision

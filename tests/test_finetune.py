@@ -32,17 +32,28 @@ def sv_data(tmp_path_factory):
 
 def _encoder_state(result_dir):
     state = torch.load(result_dir / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
-    return {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+    return {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
 
 
 @pytest.mark.parametrize(("freeze_steps", "changes"), [(0, True), (1000, False)])
-def test_finetune_trains_the_encoder_after_its_frozen_steps(tmp_path, sv_data, freeze_steps,
-                                                             changes):
+def test_finetune_trains_the_encoder_after_its_frozen_steps(
+    tmp_path, sv_data, freeze_steps, changes
+):
     r, result = run(
-        "sv", [*SMALL_SV, "trainer.max_epochs=2", "encoder.kwargs={n_layers: 2}",
-               f"optim.freeze_encoder_steps={freeze_steps}", "optim.gradient_checkpointing=true",
-               "optim.encoder_lr=1e-3"],
-        encoder="nest-small", mode="finetune", data=str(sv_data), out=str(tmp_path))
+        "sv",
+        [
+            *SMALL_SV,
+            "trainer.max_epochs=2",
+            "encoder.kwargs={n_layers: 2}",
+            f"optim.freeze_encoder_steps={freeze_steps}",
+            "optim.gradient_checkpointing=true",
+            "optim.encoder_lr=1e-3",
+        ],
+        encoder="nest-small",
+        mode="finetune",
+        data=str(sv_data),
+        out=str(tmp_path),
+    )
     initial = load_encoder("nest-small", n_layers=2).state_dict()
     trained = _encoder_state(r.dir)
     assert trained.keys() == initial.keys()
