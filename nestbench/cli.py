@@ -132,6 +132,52 @@ def run_cmd(task, encoder, mode, data, seed, out, force, overrides) -> None:
     click.echo(f"result: {r.result_path}")
 
 
+@main.command("pretrain", context_settings={"ignore_unknown_options": True})
+@click.option(
+    "--config",
+    default=None,
+    help="A configs/pretrain/ name (tiny_cpu, nest_small, nest_large, embedded) or a YAML path; "
+    "merged over configs/pretrain/base.yaml.",
+)
+@click.option(
+    "--data",
+    multiple=True,
+    type=click.Path(exists=True),
+    help="Training manifest (repeat for several); a folder adds its */train_manifest.json.",
+)
+@click.option("--print-config", is_flag=True, help="Print the resolved config and exit.")
+@click.argument("overrides", nargs=-1, type=click.UNPROCESSED)
+def pretrain_cmd(config, data, print_config, overrides) -> None:
+    """Pretrain a NEST model (NeMo's recipe) and write .nemo checkpoints.
+
+    OVERRIDES: key=value config overrides, e.g. trainer.max_steps=2000 init_from=PATH.nemo.
+    Starting again with the same out= resumes from its last checkpoint.
+    """
+    from omegaconf import OmegaConf
+
+    from nestbench.config import ConfigError
+    from nestbench.encoders.checkpoint import CheckpointError
+    from nestbench.pretrain.config import resolve_pretrain_config
+
+    try:
+        cfg = resolve_pretrain_config(config, data, overrides)
+        if print_config:
+            click.echo(OmegaConf.to_yaml(cfg), nl=False)
+            return
+        from nestbench.pretrain.train import pretrain
+
+        result = pretrain(cfg)
+    except (ConfigError, CheckpointError, FileNotFoundError) as e:
+        raise click.ClickException(str(e)) from e
+    if not result.nemo_path.is_file():  # a non-zero DDP rank: rank 0 reports
+        return
+    loss = "n/a" if result.train_loss is None else f"{result.train_loss:.4f}"
+    click.echo(f"step {result.global_step}  train_loss {loss}  {result.wall_time_s:.0f} s")
+    if result.val_loss is not None:
+        click.echo(f"val_loss {result.val_loss:.4f}  val_acc {result.val_acc:.4f}")
+    click.echo(f"model: {result.nemo_path}")
+
+
 from nestbench.data.cli import data  # noqa: E402  (the `nestbench data` group)
 
 main.add_command(data)

@@ -117,7 +117,10 @@ class DownstreamModel(L.LightningModule):
         self.dev_history.append({"epoch": self.current_epoch, **metrics})
         for k, v in metrics.items():
             if isinstance(v, int | float):
-                self.log(f"dev/{k}", float(v), prog_bar=k == self.task.primary_metric)
+                # Every rank computed the same value from the gathered outputs.
+                self.log(
+                    f"dev/{k}", float(v), prog_bar=k == self.task.primary_metric, sync_dist=True
+                )
 
     def layer_weights(self) -> list[float]:
         return [round(float(w), 6) for w in self.featurizer.weights()]

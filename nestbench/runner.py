@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nestbench.cache import FeatureCache, default_cache_root
 from nestbench.config import resolve_run_config
+from nestbench.data.manifest import atomic_write_text
 from nestbench.dataset import RecordDataset, collate
 from nestbench.encoders import load_encoder
 from nestbench.featurizer import Featurizer
@@ -99,9 +100,7 @@ def _git_revision() -> str | None:
 
 
 def write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def _attach_log(run_dir: Path) -> logging.Handler:

@@ -132,9 +132,12 @@ class RandomProjectionVectorQuantizer(nn.Module):
         b, f, t = feats.shape
         k = self.combine_time_steps
         x = feats.transpose(1, 2)[:, : t - t % k].reshape(b, t // k, k * f)
-        x = self.proj(x.to(self.proj.weight.dtype)).view(b, t // k, self.num_books, self.code_dim)
-        x = F.normalize(x, dim=-1).to(self.codebooks.dtype)
-        sim = torch.einsum("btnd,ncd->btnc", x, self.codebooks)  # [B, T/k, H, C]
+        # targets in full precision even under mixed-precision training
+        with torch.autocast(feats.device.type, enabled=False):
+            x = self.proj(x.to(self.proj.weight.dtype))
+            x = x.view(b, t // k, self.num_books, self.code_dim)
+            x = F.normalize(x, dim=-1).to(self.codebooks.dtype)
+            sim = torch.einsum("btnd,ncd->btnc", x, self.codebooks)  # [B, T/k, H, C]
         if self.dist_fn == "cosine":
             return sim.argmax(-1)
         # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2; ||x||^2 is the same for every code

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from nestbench.tasks.sv.head import SVHead
 
-from nestbench.data.manifest import read_manifest
+from nestbench.data.manifest import atomic_write_text, read_manifest
 from nestbench.data.trials import TrialResolver, read_trials
 from nestbench.metrics.sv import as_norm, bootstrap_eer, cosine_scores, eer, min_dcf
 from nestbench.task import Task, TaskError
@@ -159,10 +159,8 @@ class SVTask(Task):
 
     @staticmethod
     def _write_scores(path: Path, trials, columns: dict[str, np.ndarray]) -> None:
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "w") as f:
-            f.write("# enroll test label " + " ".join(columns) + "\n")
-            for i, (label, _, _, enroll, test) in enumerate(trials):
-                vals = " ".join(f"{c[i]:.6f}" for c in columns.values())
-                f.write(f"{enroll} {test} {label} {vals}\n")
-        tmp.replace(path)
+        lines = ["# enroll test label " + " ".join(columns)]
+        for i, (label, _, _, enroll, test) in enumerate(trials):
+            vals = " ".join(f"{c[i]:.6f}" for c in columns.values())
+            lines.append(f"{enroll} {test} {label} {vals}")
+        atomic_write_text(path, "\n".join(lines) + "\n")

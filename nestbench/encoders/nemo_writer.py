@@ -1,0 +1,129 @@
+"""Write a :class:`~nestbench.encoders.nest.NestModel` as a ``.nemo`` file NeMo can restore.
+
+The layout is NeMo's own (``SaveRestoreConnector``): an uncompressed tar holding ``./``,
+``./model_config.yaml`` (the model config as YAML, with ``target`` naming
+``EncDecDenoiseMaskedTokenPredModel`` and a ``nemo_version`` that fixes the preprocessing
+generation) and ``./model_weights.ckpt`` (``torch.save`` of the flat state dict, NeMo's keys;
+``quantizer.codebooks`` in float64 as NeMo keeps it). The config carries the sections NeMo's
+constructor reads (``spec_augment`` included, disabled) in NeMo's order.
+``nestbench.load_encoder(path)`` / :func:`~nestbench.encoders.nest.load_nest` read it back.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from .checkpoint import CONFIG_NAME, WEIGHTS_NAME
+
+SPEC_AUGMENT_OFF = {
+    "_target_": "nemo.collections.asr.modules.SpectrogramAugmentation",
+    "freq_masks": 0,
+    "time_masks": 0,
+    "freq_width": 27,
+    "time_width": 0.05,
+}
+"""NeMo's NEST constructor builds ``spec_augment`` though pretraining never uses it."""
+
+_ORDER = (
+    "sample_rate",
+    "num_classes",
+    "num_books",
+    "code_dim",
+    "squeeze_single",
+    "mask_position",
+    "train_ds",
+    "validation_ds",
+    "preprocessor",
+    "spec_augment",
+    "masking",
+    "quantizer",
+    "encoder",
+    "decoder",
+    "loss",
+    "optim",
+)
+
+
+def nemo_config(model, optim: dict | None = None, extra: dict | None = None) -> dict:
+    """The ``model_config.yaml`` dict of ``model`` (a NestModel) for a .nemo file.
+
+    optim: NeMo ``optim`` section to record (e.g. the pretraining optimiser and schedule).
+    extra: further top-level keys (e.g. provenance); must not shadow the model's sections.
+    """
+    cfg = model.to_nemo_config()
+    cfg.setdefault("train_ds", None)
+    cfg.setdefault("validation_ds", None)
+    cfg.setdefault("spec_augment", dict(SPEC_AUGMENT_OFF))
+    if optim is not None:
+        cfg["optim"] = optim
+    for key, value in (extra or {}).items():
+        if key in cfg and key not in ("name",):
+            raise ValueError(f"save_nemo: extra key {key!r} would replace the model's own section")
+        cfg[key] = value
+    ordered = {k: cfg[k] for k in _ORDER if k in cfg}
+    ordered.update((k, v) for k, v in cfg.items() if k not in ordered and k not in _TAIL)
+    ordered.update((k, cfg[k]) for k in _TAIL if k in cfg)
+    return ordered
+
+
+_TAIL = ("target", "nemo_version")
+
+
+def nemo_state_dict(model) -> dict[str, torch.Tensor]:
+    """``model.state_dict()`` on the CPU, contiguous, codebooks in float64 (NeMo's dtype)."""
+    state = {}
+    for key, value in model.state_dict().items():
+        value = value.detach().cpu().contiguous()
+        if key == "quantizer.codebooks":
+            value = value.double()
+        state[key] = value.clone()
+    return state
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes, mtime: float) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mtime = int(mtime)
+    info.mode = 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def save_nemo(model, path: str | Path, optim: dict | None = None, extra: dict | None = None):
+    """Write ``model`` (a NestModel, with or without its pretraining parts) to ``path``.
+
+    The file is written to a temporary sibling and renamed into place (readers never see a
+    partial file). Returns ``Path(path)``. See the module docstring for the layout.
+    """
+    from omegaconf import OmegaConf
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = OmegaConf.to_yaml(OmegaConf.create(nemo_config(model, optim, extra)))
+    weights = io.BytesIO()
+    torch.save(nemo_state_dict(model), weights)
+    now = time.time()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f, tarfile.open(fileobj=f, mode="w:") as tar:
+            root = tarfile.TarInfo("./")
+            root.type = tarfile.DIRTYPE
+            root.mode = 0o755
+            root.mtime = int(now)
+            tar.addfile(root)
+            _add(tar, f"./{CONFIG_NAME}", config.encode("utf-8"), now)
+            _add(tar, f"./{WEIGHTS_NAME}", weights.getvalue(), now)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path

@@ -1,0 +1,168 @@
+"""Pretraining configuration and the model it describes.
+
+:func:`resolve_pretrain_config` merges ``configs/pretrain/base.yaml``, a ``--config`` file (a path
+or the name of a file in ``configs/pretrain/``), ``--data`` manifests and ``key=value``
+overrides; unknown keys are errors naming the valid ones (``model.encoder.*`` is checked against
+the FastConformer settings). :func:`build_model` turns ``model:`` (or ``init_from``) into a
+:class:`~nestbench.encoders.nest.NestModel` with its pretraining parts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from nestbench.config import ConfigError, check_keys, configs_dir, load_yaml, parse_overrides
+from nestbench.encoders.fastconformer import NEST_SIZES, FastConformerConfig
+from nestbench.encoders.nest import NestModel, load_nest, nest_config
+from nestbench.encoders.ssl_modules import (
+    MultiSoftmaxDecoder,
+    RandomBlockMasking,
+    RandomProjectionVectorQuantizer,
+)
+
+ENCODER_KEYS = tuple(
+    f.name for f in dataclasses.fields(FastConformerConfig) if f.name != "masked_subsampling"
+)
+
+
+def pretrain_configs_dir() -> Path:
+    """The installed ``configs/pretrain/`` folder."""
+    return configs_dir() / "pretrain"
+
+
+def find_config(name: str | Path) -> Path:
+    """``name`` as a path, else ``configs/pretrain/<name>[.yaml]``. Raises ConfigError."""
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    for cand in (pretrain_configs_dir() / str(name), pretrain_configs_dir() / f"{name}.yaml"):
+        if cand.is_file():
+            return cand
+    known = sorted(p.stem for p in pretrain_configs_dir().glob("*.yaml") if p.stem != "base")
+    raise ConfigError(
+        f"pretraining config {str(name)!r} not found (neither a file nor one of: "
+        f"{', '.join(known)})"
+    )
+
+
+def expand_data(path: str | Path) -> list[Path]:
+    """A manifest path as is; a folder -> its ``train_manifest.json`` and
+    ``*/train_manifest.json`` (e.g. an embedded-corpus folder). Raises ConfigError."""
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        return [path]
+    found = sorted(path.glob("train_manifest.json")) + sorted(path.glob("*/train_manifest.json"))
+    if not found:
+        raise ConfigError(f"{path}: a folder without train_manifest.json or */train_manifest.json")
+    return found
+
+
+def _checked_merge(base: DictConfig, over: DictConfig, where: str) -> DictConfig:
+    """Merge ``over`` into ``base`` after checking its keys (``model.encoder`` against the
+    FastConformer settings, ``data.*`` lists replaced, not merged)."""
+    over = over.copy()
+    enc = None
+    if "model" in over and isinstance(over.model, DictConfig) and "encoder" in over.model:
+        enc = over.model.pop("encoder")
+        bad = [k for k in (enc or {}) if k not in ENCODER_KEYS]
+        if bad:
+            raise ConfigError(
+                f"{where}: unknown model.encoder setting(s) {bad}; valid: {', '.join(ENCODER_KEYS)}"
+            )
+    try:
+        check_keys(base, over)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    cfg = OmegaConf.merge(base, over)
+    if enc:
+        cfg.model.encoder = OmegaConf.merge(cfg.model.encoder, enc)
+    return cfg
+
+
+def resolve_pretrain_config(
+    config: str | Path | None = None,
+    data: list[str] | tuple[str, ...] = (),
+    overrides: list[str] | tuple[str, ...] = (),
+) -> DictConfig:
+    """The resolved pretraining config (see the module docstring). Raises ConfigError."""
+    cfg = load_yaml(pretrain_configs_dir() / "base.yaml")
+    if config is not None:
+        path = find_config(config)
+        cfg = _checked_merge(cfg, load_yaml(path), str(path))
+    if data:
+        cfg.data.train = list(cfg.data.train) + [str(m) for d in data for m in expand_data(d)]
+    cfg = _checked_merge(cfg, parse_overrides(list(overrides)), "override")
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: DictConfig) -> None:
+    if cfg.init_from is None and cfg.model.size not in NEST_SIZES:
+        raise ConfigError(f"model.size={cfg.model.size!r}; known sizes: {', '.join(NEST_SIZES)}")
+    if cfg.data.embedded not in (None, "tiny", "small", "default"):
+        raise ConfigError(f"data.embedded must be null, tiny, small or default: {cfg.data.embedded}")
+    if str(cfg.optim.name).lower() != "adamw":
+        raise ConfigError(f"optim.name={cfg.optim.name!r}: only adamw is supported")
+    if str(cfg.optim.sched.name) != "NoamAnnealing":
+        raise ConfigError(f"optim.sched.name={cfg.optim.sched.name!r}: only NoamAnnealing")
+    for key in ("train", "val", "noise"):
+        if isinstance(cfg.data[key], str):
+            cfg.data[key] = [cfg.data[key]]
+    if not cfg.data.train and cfg.data.embedded is None:
+        raise ConfigError(
+            "no training audio: give --data MANIFEST (or data.train=[...]) or data.embedded=default"
+        )
+
+
+def model_config(cfg: DictConfig) -> dict:
+    """The NeMo-style model config dict of a new model from ``cfg.model``."""
+    m = cfg.model
+    enc = FastConformerConfig(
+        **{**NEST_SIZES[m.size], **OmegaConf.to_container(m.encoder, resolve=True)}
+    )
+    out = nest_config(enc, int(m.num_classes), str(m.generation))
+    books, code_dim = int(m.num_books), int(m.code_dim)
+    out.update(num_books=books, code_dim=code_dim)
+    out["quantizer"].update(num_books=books, code_dim=code_dim)
+    out["decoder"]["num_decoders"] = books
+    out["loss"].update(num_decoders=books, mask_threshold=float(m.mask_threshold))
+    out["masking"].update(mask_prob=float(m.mask_prob), block_size=int(m.block_size))
+    return out
+
+
+def _add_ssl_parts(model: NestModel, cfg: DictConfig) -> NestModel:
+    """Give an encoder-only model (e.g. from an ASR checkpoint) fresh pretraining parts."""
+    m = cfg.model
+    feat, d = model.preprocessor.n_mels, model.encoder.cfg.d_model
+    k = model.encoder.cfg.subsampling_factor
+    if model.quantizer is None:
+        model.quantizer = RandomProjectionVectorQuantizer(
+            feat, int(m.code_dim), int(m.num_classes), int(m.num_books), combine_time_steps=k
+        )
+    if model.mask_processor is None:
+        model.mask_processor = RandomBlockMasking(feat, float(m.mask_prob), int(m.block_size))
+    if model.decoder is None:
+        q = model.quantizer
+        model.decoder = MultiSoftmaxDecoder(d, q.num_classes, q.num_books, use_bias=True)
+    return model
+
+
+def build_model(cfg: DictConfig) -> NestModel:
+    """A NestModel for pretraining: ``init_from`` loaded (any NEST checkpoint; missing
+    pretraining parts are added from ``model:``), else a new one from ``model:`` with random
+    weights from the current torch seed."""
+    if cfg.init_from:
+        path = Path(str(cfg.init_from)).expanduser()
+        model = load_nest(path)
+        if model.quantizer is None or model.decoder is None or model.mask_processor is None:
+            warnings.warn(
+                f"{path}: no quantizer/masking/decoder in the checkpoint; new random ones are used",
+                stacklevel=2,
+            )
+            model = _add_ssl_parts(model, cfg)
+        return model.train()
+    return NestModel.from_config(model_config(cfg)).train()

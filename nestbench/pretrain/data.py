@@ -1,0 +1,183 @@
+"""Audio for NEST pretraining: manifests -> chunks -> length-bucketed batches.
+
+- :func:`load_records` reads JSON-lines manifests, drops records shorter than ``min_duration``
+  and splits longer than ``max_duration`` into equal consecutive chunks (``offset`` and
+  ``duration`` of the segment), so long recordings (diarization sessions) are used whole;
+- :class:`AudioDataset` reads one record's audio (``nestbench.audio.load_item``);
+- :class:`BucketBatchSampler` shuffles per epoch from a seed, groups utterances of similar length
+  (less padding) and deals the batches to DDP ranks itself (every rank gets as many);
+- :class:`NoiseBank` gives each batch noise rows read from a noise manifest (random segments);
+- :func:`collate` pads a batch into ``{"audio" [B, S], "audio_len" [B]}``
+  (plus ``"noise"``, ``"noise_len"`` when noise is read from files).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+
+from nestbench.audio import collate_audio, load_item
+from nestbench.data.manifest import read_manifest
+
+
+def load_records(
+    manifests: Sequence[str | Path],
+    min_duration: float = 1.0,
+    max_duration: float | None = 60.0,
+) -> list[dict]:
+    """The records of ``manifests`` (each with an absolute ``audio_filepath``), chunked.
+
+    Records shorter than ``min_duration`` seconds are dropped; records longer than
+    ``max_duration`` become ``ceil(d / max_duration)`` equal consecutive segments (NeMo drops
+    them instead). Raises FileNotFoundError naming a missing manifest, ValueError when nothing
+    is left.
+    """
+    out: list[dict] = []
+    for manifest in manifests:
+        path = Path(manifest).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"pretraining manifest not found: {path}")
+        for rec in read_manifest(path):
+            dur = float(rec["duration"])
+            if dur < min_duration:
+                continue
+            base = float(rec.get("offset") or 0.0)
+            n = 1 if not max_duration or dur <= max_duration else math.ceil(dur / max_duration)
+            for k in range(n):
+                part = {"audio_filepath": rec["audio_filepath"], "duration": dur / n}
+                if n > 1 or rec.get("offset") is not None:
+                    part["offset"] = base + k * dur / n
+                out.append(part)
+    if not out:
+        raise ValueError(
+            f"no usable audio in {', '.join(map(str, manifests)) or '(no manifests)'} "
+            f"(min_duration={min_duration})"
+        )
+    return out
+
+
+class AudioDataset(torch.utils.data.Dataset):
+    """Item i: ``(index, FloatTensor [S])`` audio of record i at 16 kHz."""
+
+    def __init__(self, records: list[dict]):
+        self.records = records
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor]:
+        return i, load_item(self.records[i])
+
+
+class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
+    """Length-bucketed random batches, split across DDP ranks.
+
+    Each epoch (``set_epoch``, which Lightning calls): shuffle with ``seed + epoch``, cut into
+    pools of ``bucket_batches * batch_size`` utterances, sort each pool by duration, cut into
+    batches, shuffle the batches; rank r of W takes batches r, r+W, ... of the first
+    ``W * floor(n / W)`` (``drop_last``) or of all batches repeated up to a multiple of W.
+    With ``shuffle=False``: batches in duration order, no randomness.
+    """
+
+    def __init__(
+        self,
+        durations: Sequence[float],
+        batch_size: int,
+        seed: int = 0,
+        shuffle: bool = True,
+        drop_last: bool = True,
+        bucket_batches: int = 50,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.durations = list(durations)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.bucket_batches = max(1, bucket_batches)
+        self.rank = rank
+        self.world_size = max(1, world_size)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _all_batches(self) -> list[list[int]]:
+        idx = list(range(len(self.durations)))
+        if not self.shuffle:
+            idx.sort(key=lambda i: self.durations[i])
+            return [idx[i : i + self.batch_size] for i in range(0, len(idx), self.batch_size)]
+        rng = random.Random(self.seed * 100003 + self.epoch)
+        rng.shuffle(idx)
+        pool = self.bucket_batches * self.batch_size
+        batches = []
+        for p in range(0, len(idx), pool):
+            chunk = sorted(idx[p : p + pool], key=lambda i: self.durations[i])
+            batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        if self.drop_last:
+            batches = [b for b in batches if len(b) == self.batch_size] or batches[:1]
+        rng.shuffle(batches)
+        return batches
+
+    def _rank_batches(self) -> list[list[int]]:
+        batches = self._all_batches()
+        w = self.world_size
+        if w > 1:
+            if self.drop_last and len(batches) >= w:
+                batches = batches[: len(batches) // w * w]
+            else:
+                while len(batches) % w:
+                    batches = batches + batches[: w - len(batches) % w]
+        return batches[self.rank :: w]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self._rank_batches())
+
+    def __len__(self) -> int:
+        return len(self._rank_batches())
+
+
+class NoiseBank:
+    """Noise from noise manifests: ``sample(lengths, rng) -> (noise [B, S], noise_len [B])``,
+    each row a random segment of a random noise record (read from disk), at most the
+    utterance's length."""
+
+    def __init__(self, manifests: Sequence[str | Path]):
+        self.records = load_records(manifests, min_duration=0.0, max_duration=None)
+
+    def sample(self, lengths: torch.Tensor, rng: random.Random):
+        rows = []
+        for n in lengths.tolist():
+            rec = dict(rng.choice(self.records))
+            dur = float(rec["duration"])
+            want = n / 16000
+            if dur > want:
+                rec["offset"] = float(rec.get("offset") or 0.0) + rng.uniform(0, dur - want)
+                rec["duration"] = want
+            rows.append(load_item(rec)[:n])
+        return collate_audio(rows)
+
+
+class Collate:
+    """Pads ``(index, audio)`` items into a batch dict; adds file noise when a
+    :class:`NoiseBank` is given (seeded from the batch's indices, so workers agree)."""
+
+    def __init__(self, noise: NoiseBank | None = None, seed: int = 0):
+        self.noise = noise
+        self.seed = seed
+
+    def __call__(self, items: list[tuple[int, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        index = [i for i, _ in items]
+        audio, audio_len = collate_audio([w for _, w in items])
+        batch = {"audio": audio, "audio_len": audio_len, "index": torch.tensor(index)}
+        if self.noise is not None:
+            rng = random.Random(hash((self.seed, *index)))
+            batch["noise"], batch["noise_len"] = self.noise.sample(audio_len, rng)
+        return batch

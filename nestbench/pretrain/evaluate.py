@@ -1,0 +1,127 @@
+"""How well a pretrained NEST predicts masked tokens on held-out audio, against two baselines.
+
+:func:`masked_token_accuracy` runs the model in eval mode (no dropout, no dither) on clean audio
+(or augmented, ``augment=True``), masks with a fixed seed, and scores the steps the loss scores
+(> ``mask_threshold`` of their frames masked). It reports
+
+- ``accuracy``: argmax of the decoder == quantizer target, with a 95% bootstrap interval over
+  utterances;
+- ``chance``: ``1 / num_classes`` (a uniform guess);
+- ``majority``: accuracy of always predicting the most frequent target of these very steps
+  (the best constant guess, chosen with hindsight);
+- ``majority_train`` (when ``reference`` records are given): accuracy of always predicting the
+  token most frequent over all steps of the reference (training) audio.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from nestbench.audio import collate_audio, load_item
+from nestbench.encoders.nest import NestModel
+
+from .augment import AugmentConfig, SpeakerNoiseAugmentation
+from .module import masked_token_stats
+
+
+def _batches(records: list[dict], batch_size: int):
+    order = sorted(range(len(records)), key=lambda i: records[i]["duration"])
+    for s in range(0, len(order), batch_size):
+        idx = order[s : s + batch_size]
+        yield idx, collate_audio([load_item(records[i]) for i in idx])
+
+
+@torch.no_grad()
+def token_histogram(
+    model: NestModel, records: list[dict], batch_size: int = 16, device: str = "cpu"
+) -> torch.Tensor:
+    """Counts of quantizer targets over every full step of ``records``: LongTensor [H, C]."""
+    q = model.quantizer
+    counts = torch.zeros(q.num_books, q.num_classes, dtype=torch.long)
+    model = model.to(device).eval()
+    for _, (wav, lens) in _batches(records, batch_size):
+        mel, mel_len, _ = model.features(wav.to(device), lens.to(device))
+        tokens = q(mel).cpu()  # [B, T', H]
+        steps = (mel_len // q.combine_time_steps).cpu()
+        valid = torch.arange(tokens.shape[1])[None, :] < steps[:, None]
+        for h in range(q.num_books):
+            counts[h] += torch.bincount(tokens[..., h][valid], minlength=q.num_classes)
+    return counts
+
+
+def _bootstrap(correct: np.ndarray, total: np.ndarray, n: int = 1000, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(correct), size=(n, len(correct)))
+    acc = correct[idx].sum(1) / np.maximum(total[idx].sum(1), 1)
+    return [float(np.percentile(acc, 2.5)), float(np.percentile(acc, 97.5))]
+
+
+@torch.no_grad()
+def masked_token_accuracy(
+    model: NestModel,
+    records: list[dict],
+    batch_size: int = 8,
+    seed: int = 0,
+    device: str = "cpu",
+    augment: bool = False,
+    reference: list[dict] | None = None,
+) -> dict:
+    """Masked-token accuracy of ``model`` on ``records`` with chance and majority baselines
+    (see the module docstring). Returns a dict of plain numbers."""
+    if model.quantizer is None or model.decoder is None or model.mask_processor is None:
+        raise ValueError("masked-token accuracy needs a NestModel with its pretraining parts")
+    model = model.to(device).eval()
+    aug = SpeakerNoiseAugmentation(AugmentConfig()) if augment else None
+    cfg = model.loss_cfg
+    num_classes = model.quantizer.num_classes
+    per_utt_correct, per_utt_total = [], []
+    counts = torch.zeros(model.quantizer.num_books, num_classes, dtype=torch.long)
+    nll_sum, n_scored = 0.0, 0
+    devices = [device] if str(device).startswith("cuda") else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        g = torch.Generator(device=device)
+        g.manual_seed(seed)
+        for _, (wav, lens) in _batches(records, batch_size):
+            wav, lens = wav.to(device), lens.to(device)
+            noisy, noisy_len = (wav, lens) if aug is None else aug(wav, lens, g)[:2]
+            out = model.forward_pretrain(wav, lens, noisy, noisy_len, apply_mask=True)
+            for i in range(wav.shape[0]):  # per utterance, for the bootstrap
+                c, t, targets = masked_token_stats(
+                    out["log_probs"][i : i + 1],
+                    out["tokens"][i : i + 1],
+                    out["masks"][i : i + 1],
+                    **cfg,
+                )
+                per_utt_correct.append(int(c))
+                per_utt_total.append(int(t))
+                for h in range(targets.shape[1]):
+                    counts[h] += torch.bincount(targets[:, h].cpu(), minlength=num_classes)
+            n = sum(per_utt_total[-wav.shape[0] :])
+            nll_sum += float(out["loss"]) * n
+            n_scored += n
+    correct, total = np.array(per_utt_correct), np.array(per_utt_total)
+    scored = int(total.sum())
+    if scored == 0:
+        raise ValueError("no masked steps were scored: utterances too short or too few")
+    result = {
+        "accuracy": float(correct.sum() / scored),
+        "accuracy_ci95": _bootstrap(correct, total, seed=seed),
+        "chance": 1.0 / num_classes,
+        "majority": float(counts.max(1).values.sum() / scored),
+        "majority_token": counts.argmax(1).tolist(),
+        "loss": nll_sum / max(n_scored, 1),
+        "scored_steps": scored,
+        "utterances": len(records),
+        "distinct_targets": int((counts > 0).sum()),
+        "num_classes": num_classes,
+        "augmented": bool(augment),
+    }
+    if reference:
+        ref = token_histogram(model, reference, device=device)
+        top = ref.argmax(1)  # [H]
+        hits = sum(int(counts[h, top[h]]) for h in range(counts.shape[0]))
+        result["majority_train"] = hits / scored
+        result["majority_train_token"] = top.tolist()
+    return result

@@ -1,0 +1,350 @@
+"""``nestbench pretrain``: NEST pretraining on Lightning.
+
+:func:`pretrain` builds the model (:func:`~nestbench.pretrain.config.build_model`), the data
+(:mod:`nestbench.pretrain.data`) and a Trainer (accelerator auto, DDP when more than one device or
+node, bf16-mixed on GPUs, gradient accumulation, max_steps), then fits. Everything goes to
+``cfg.out``:
+
+- ``config.yaml``: the resolved config; ``pretrain.log``: progress lines;
+- ``logs/metrics.csv``: train_loss, train_acc, lr, val_loss, val_acc (CSVLogger);
+- ``checkpoints/last.ckpt`` and ``checkpoints/step=N.ckpt`` (Lightning; the run resumes from
+  ``last.ckpt`` when started again with ``resume=true``);
+- ``last.nemo`` (written with each checkpoint and at the end) and ``best.nemo`` (lowest
+  val_loss): NeMo ``.nemo`` files (:func:`nestbench.encoders.nemo_writer.save_nemo`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, OnExceptionCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from omegaconf import DictConfig, OmegaConf
+
+from nestbench.encoders.nemo_writer import save_nemo
+
+from .config import build_model
+from .data import AudioDataset, BucketBatchSampler, Collate, NoiseBank, load_records
+from .module import NestPretrainModule
+
+log = logging.getLogger("nestbench.pretrain")
+
+EMBEDDED_DATASETS = ("asr", "sv", "slu", "diar")
+
+
+@dataclass
+class PretrainResult:
+    """What a finished (or resumed-and-finished) pretraining run left behind."""
+
+    out: Path
+    nemo_path: Path
+    global_step: int
+    train_loss: float | None
+    val_loss: float | None
+    val_acc: float | None
+    wall_time_s: float
+
+
+def embedded_manifests(size: str, split: str) -> list[Path]:
+    """``<corpus>/<dataset>/<split>_manifest.json`` of the embedded corpus (generated if
+    needed) for asr, sv, slu and diar."""
+    from nestbench.data.embedded import ensure_embedded_corpus
+
+    root = ensure_embedded_corpus(size)
+    return [root / d / f"{split}_manifest.json" for d in EMBEDDED_DATASETS]
+
+
+def data_manifests(cfg: DictConfig) -> tuple[list[str], list[str]]:
+    """(train manifests, val manifests) of the config, embedded corpus included."""
+    train = [str(p) for p in cfg.data.train]
+    val = [str(p) for p in cfg.data.val]
+    if cfg.data.embedded:
+        train += [str(p) for p in embedded_manifests(str(cfg.data.embedded), "train")]
+        val += [str(p) for p in embedded_manifests(str(cfg.data.embedded), "dev")]
+    return train, val
+
+
+def nemo_optim(cfg: DictConfig, d_model: int) -> dict:
+    """NeMo's ``optim`` section for the .nemo config."""
+    optim = OmegaConf.to_container(cfg.optim, resolve=True)
+    optim["sched"] = {**optim.get("sched", {}), "d_model": d_model}
+    return optim
+
+
+class PretrainData(L.LightningDataModule):
+    """Train/val dataloaders; the batch sampler splits batches across ranks itself."""
+
+    def __init__(self, cfg: DictConfig, train: list[str], val: list[str]):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.data
+        self.train_records = load_records(train, float(d.min_duration), d.max_duration)
+        self.val_records = load_records(val, float(d.min_duration), d.max_duration) if val else []
+        self.noise = NoiseBank(list(d.noise)) if d.noise else None
+
+    def _loader(self, records: list[dict], batch_size: int, train: bool):
+        trainer = self.trainer
+        sampler = BucketBatchSampler(
+            [r["duration"] for r in records],
+            batch_size,
+            seed=int(self.cfg.seed),
+            shuffle=train,
+            drop_last=train,
+            bucket_batches=int(self.cfg.data.bucket_batches),
+            rank=trainer.global_rank if trainer else 0,
+            world_size=trainer.world_size if trainer else 1,
+        )
+        workers = int(self.cfg.data.num_workers)
+        return torch.utils.data.DataLoader(
+            AudioDataset(records),
+            batch_sampler=sampler,
+            collate_fn=Collate(self.noise, int(self.cfg.seed)),
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self):
+        return self._loader(self.train_records, int(self.cfg.data.batch_size), True)
+
+    def val_dataloader(self):
+        if not self.val_records:
+            return []
+        return self._loader(self.val_records, int(self.cfg.data.val_batch_size), False)
+
+
+class NemoExport(Callback):
+    """Writes ``<out>/last.nemo`` whenever Lightning saves a checkpoint and when training ends,
+    and ``<out>/best.nemo`` when val_loss improves (global rank 0 only)."""
+
+    def __init__(self, out: Path, optim: dict, extra: dict):
+        self.out = Path(out)
+        self.optim = optim
+        self.extra = extra
+        self.best = math.inf
+        self._saved_step = -1
+
+    def _write(self, trainer, module, name: str) -> None:
+        if not trainer.is_global_zero:
+            return
+        extra = {"nestbench": {**self.extra, "global_step": int(trainer.global_step)}}
+        save_nemo(module.model, self.out / name, optim=self.optim, extra=extra)
+
+    def on_save_checkpoint(self, trainer, module, checkpoint) -> None:
+        checkpoint["nemo_export_best"] = self.best
+        if trainer.global_step != self._saved_step:
+            self._saved_step = trainer.global_step
+            self._write(trainer, module, "last.nemo")
+
+    def on_load_checkpoint(self, trainer, module, checkpoint) -> None:
+        self.best = float(checkpoint.get("nemo_export_best", math.inf))
+
+    def on_validation_end(self, trainer, module) -> None:
+        if trainer.sanity_checking:
+            return
+        loss = trainer.callback_metrics.get("val_loss")
+        if loss is not None and float(loss) < self.best:
+            self.best = float(loss)
+            self._write(trainer, module, "best.nemo")
+
+    def on_train_end(self, trainer, module) -> None:
+        self._write(trainer, module, "last.nemo")
+
+
+class ProgressLog(Callback):
+    """Logs ``step N/M loss lr s/step`` every ``every`` steps and the validation results."""
+
+    def __init__(self, every: int, max_steps: int):
+        self.every = max(1, every)
+        self.max_steps = max_steps
+        self.t0 = None
+        self.step0 = 0
+
+    def on_train_start(self, trainer, module) -> None:
+        self.t0 = time.perf_counter()
+        self.step0 = trainer.global_step
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if not trainer.is_global_zero or step % self.every or step == self.step0:
+            return
+        m = trainer.callback_metrics
+        rate = (time.perf_counter() - self.t0) / max(1, step - self.step0)
+        log.info(
+            "step %d/%d  train_loss %.4f  train_acc %.4f  lr %.2e  %.2f s/step",
+            step,
+            self.max_steps,
+            float(m.get("train_loss", float("nan"))),
+            float(m.get("train_acc", float("nan"))),
+            float(m.get("lr", float("nan"))),
+            rate,
+        )
+
+    def on_validation_end(self, trainer, module) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        m = trainer.callback_metrics
+        if "val_loss" in m:
+            log.info(
+                "step %d  val_loss %.4f  val_acc %.4f",
+                trainer.global_step,
+                float(m["val_loss"]),
+                float(m.get("val_acc", float("nan"))),
+            )
+
+
+def _attach_log(out: Path) -> logging.Handler:
+    handler = logging.FileHandler(out / "pretrain.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    return handler
+
+
+def _trainer_settings(cfg: DictConfig) -> dict:
+    t = cfg.trainer
+    accelerator = str(t.accelerator)
+    on_gpu = accelerator in ("gpu", "cuda") or (
+        accelerator == "auto" and torch.cuda.is_available()
+    )
+    precision = str(t.precision)
+    if precision == "auto":
+        precision = "bf16-mixed" if on_gpu else "32-true"
+    devices = t.devices
+    n_dev = (torch.cuda.device_count() if on_gpu else 1) if devices in ("auto", -1) else devices
+    multi = (isinstance(n_dev, int) and n_dev > 1) or int(t.num_nodes) > 1
+    return {
+        "accelerator": accelerator,
+        "devices": devices,
+        "num_nodes": int(t.num_nodes),
+        "strategy": "ddp" if multi else "auto",
+        "precision": precision,
+        "sync_batchnorm": bool(t.sync_batchnorm) and multi,
+    }
+
+
+def pretrain(cfg: DictConfig) -> PretrainResult:
+    """Run (or resume) NEST pretraining as ``cfg`` (see ``configs/pretrain/base.yaml``) says.
+
+    Returns a :class:`PretrainResult` on global rank 0 (other DDP ranks get one too, with the
+    same paths). Raises FileNotFoundError for missing manifests or init_from checkpoints.
+    """
+    t0 = time.perf_counter()
+    out = Path(str(cfg.out)).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    handler = _attach_log(out)
+    try:
+        return _pretrain(cfg, out, t0)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+def _pretrain(cfg: DictConfig, out: Path, t0: float) -> PretrainResult:
+    if cfg.trainer.threads:
+        torch.set_num_threads(int(cfg.trainer.threads))
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    train, val = data_manifests(cfg)
+    OmegaConf.save(cfg, out / "config.yaml")
+    model = build_model(cfg)
+    max_steps = int(cfg.trainer.max_steps)
+    module = NestPretrainModule(
+        model,
+        OmegaConf.to_container(cfg.optim, resolve=True),
+        OmegaConf.to_container(cfg.augment, resolve=True),
+        seed=int(cfg.seed),
+        max_steps=max_steps,
+    )
+    data = PretrainData(cfg, train, val)
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log.info(
+        "pretraining NEST d_model=%d layers=%d classes=%d (%.2fM trainable parameters) on %d "
+        "training segments (%.2f h), %d validation segments",
+        model.encoder.cfg.d_model,
+        model.encoder.cfg.n_layers,
+        model.quantizer.num_classes,
+        n_params / 1e6,
+        len(data.train_records),
+        sum(r["duration"] for r in data.train_records) / 3600,
+        len(data.val_records),
+    )
+    t = cfg.trainer
+    ckpt_dir = out / "checkpoints"
+    callbacks = [
+        # step-N.ckpt (the latest only) and last.ckpt, every checkpoint_every_n_steps steps
+        ModelCheckpoint(
+            dirpath=ckpt_dir,
+            filename="step-{step}",
+            every_n_train_steps=int(t.checkpoint_every_n_steps),
+            save_top_k=1,
+            save_last=True,
+        ),
+        # Ctrl-C or a crash: last.ckpt holds the state reached, for resume
+        OnExceptionCheckpoint(dirpath=ckpt_dir, filename="last"),
+    ]
+    if val and int(t.save_top_k) != 0:
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=ckpt_dir,
+                filename="best-{step}-{val_loss:.4f}",
+                monitor="val_loss",
+                mode="min",
+                save_top_k=int(t.save_top_k),
+            )
+        )
+    provenance = {
+        "pretrained_by": "nestbench pretrain",
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    export = NemoExport(out, nemo_optim(cfg, model.encoder.cfg.d_model), provenance)
+    settings = _trainer_settings(cfg)
+    trainer = L.Trainer(
+        max_steps=max_steps,
+        max_epochs=-1,
+        **settings,
+        accumulate_grad_batches=int(t.accumulate_grad_batches),
+        gradient_clip_val=float(t.gradient_clip_val) or None,
+        val_check_interval=int(t.val_check_interval),
+        check_val_every_n_epoch=None,
+        limit_val_batches=t.limit_val_batches if val else 0,
+        num_sanity_val_steps=0,
+        log_every_n_steps=int(t.log_every_n_steps),
+        callbacks=[*callbacks, export, ProgressLog(int(t.log_every_n_steps), max_steps)],
+        logger=CSVLogger(out, name="logs", version=""),
+        enable_progress_bar=bool(t.progress),
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        benchmark=False,
+    )
+    resume_from = ckpt_dir / "last.ckpt"
+    ckpt_path = str(resume_from) if cfg.resume and resume_from.is_file() else None
+    if ckpt_path:
+        log.info("resuming from %s", ckpt_path)
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    metrics = trainer.callback_metrics
+
+    def get(name):
+        v = metrics.get(name)
+        return None if v is None else float(v)
+
+    result = PretrainResult(
+        out=out,
+        nemo_path=out / "last.nemo",
+        global_step=int(trainer.global_step),
+        train_loss=get("train_loss"),
+        val_loss=get("val_loss"),
+        val_acc=get("val_acc"),
+        wall_time_s=time.perf_counter() - t0,
+    )
+    if trainer.is_global_zero:
+        summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(result).items()}
+        (out / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
+        log.info("finished: %s", json.dumps(summary))
+    return result
