@@ -2,6 +2,7 @@
 result files, skipping finished runs, errors."""
 
 import json
+import signal
 
 import pytest
 from click.testing import CliRunner
@@ -160,3 +161,62 @@ def test_errors_name_the_problem(tmp_path, sv_data):
         TaskError, match=r"test_trials.txt:7: trial name 'spk99/u0.wav' is in no record"
     ):
         _run(tmp_path, bad)
+
+
+def test_ddp_on_two_cpu_processes(tmp_path, sv_data):
+    """strategy=ddp (gloo) across 2 CPU processes: the same code path as multi-GPU runs."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    cmd = [
+        sys.executable,
+        "-m",
+        "nestbench.cli",
+        "run",
+        "--task",
+        "sv",
+        "--encoder",
+        "tests.toy_encoders:FramesEncoder",
+        "--data",
+        str(sv_data),
+        "--out",
+        str(tmp_path / "runs"),
+        *SMALL_SV,
+        "trainer.max_epochs=2",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        f"cache.root={tmp_path / 'cache'}",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "Starting with 2 processes" in proc.stderr + proc.stdout
+    result = json.loads(next((tmp_path / "runs" / "sv").glob("*/result.json")).read_text())
+    assert result["config"]["trainer"]["devices"] == 2 and len(result["dev_history"]) == 2
+
+
+def test_interrupted_run_leaves_no_result_and_is_redone(tmp_path, sv_data, monkeypatch):
+    from nestbench.model import DownstreamModel
+
+    original = DownstreamModel.training_step
+
+    def interrupt_in_epoch_two(self, batch, batch_idx):
+        if self.current_epoch == 1:
+            raise KeyboardInterrupt  # what Ctrl-C raises
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(DownstreamModel, "training_step", interrupt_in_epoch_two)
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit):
+            _run(tmp_path, sv_data, encoder="tests.toy_encoders:FramesEncoder")
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores SIGINT after an interrupt
+    run_dirs = list((tmp_path / "runs" / "sv").iterdir())
+    assert len(run_dirs) == 1 and not (run_dirs[0] / "result.json").exists()
+    monkeypatch.setattr(DownstreamModel, "training_step", original)
+    r, result = _run(tmp_path, sv_data, encoder="tests.toy_encoders:FramesEncoder")
+    assert result is not None and r.dir == run_dirs[0] and r.result_path.is_file()
