@@ -42,11 +42,6 @@ class EncoderOutput:
         return self.hidden_states[-1]
 
 
-def expected_frames(num_samples: int | torch.Tensor, frame_shift: int) -> int | torch.Tensor:
-    """Frames an encoder with ``frame_shift`` should give for ``num_samples`` (ceil division)."""
-    return (num_samples + frame_shift - 1) // frame_shift
-
-
 class Encoder(nn.Module):
     """Base class for nestbench encoders (subclassing it is optional: the contract is duck-typed).
 
@@ -84,12 +79,8 @@ def state_digest(module: nn.Module) -> str:
         h.update(key.encode())
         h.update(str(t.dtype).encode())
         h.update(str(tuple(t.shape)).encode())
-        if t.numel():
-            h.update(
-                t.view(-1).view(torch.uint8).numpy().tobytes()
-                if t.dtype != torch.bool
-                else t.numpy().tobytes()
-            )
+        if t.numel():  # raw bytes of any dtype (bfloat16 and bool included)
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]
 
 
