@@ -169,7 +169,7 @@ def pretrain_cmd(config, data, print_config, overrides) -> None:
         result = pretrain(cfg)
     except (ConfigError, CheckpointError, FileNotFoundError) as e:
         raise click.ClickException(str(e)) from e
-    if not result.nemo_path.is_file():  # a non-zero DDP rank: rank 0 reports
+    if not result.is_global_zero:  # a non-zero DDP rank: rank 0 reports
         return
     loss = "n/a" if result.train_loss is None else f"{result.train_loss:.4f}"
     click.echo(f"step {result.global_step}  train_loss {loss}  {result.wall_time_s:.0f} s")

@@ -18,6 +18,18 @@ def _nest(size: str, seed: int = 0, **kwargs):
         return NestEncoder.from_size(size, **kwargs)
 
 
+def _nest_embedded(**kwargs):
+    from nestbench.weights import embedded_nest
+
+    return embedded_nest(**kwargs)
+
+
+def _nest_embedded_random(**kwargs):
+    from nestbench.weights import embedded_nest_random
+
+    return embedded_nest_random(**kwargs)
+
+
 def _fbank(**kwargs):
     from nestbench.encoders.fbank import FbankEncoder
 
@@ -38,6 +50,17 @@ for _size, _desc in (
 ):
     register_encoder(f"nest-{_size}", partial(_nest, _size), description=_desc)
 
+register_encoder(
+    "nest-embedded",
+    _nest_embedded,
+    description="NEST d144, 6 layers, pretrained by nestbench on the embedded corpus's train "
+    "splits (shipped; the default encoder)",
+)
+register_encoder(
+    "nest-embedded-random",
+    _nest_embedded_random,
+    description="nest-embedded's architecture with random weights (seed=0): its untrained baseline",
+)
 register_encoder(
     "fbank",
     _fbank,

@@ -49,6 +49,7 @@ _ORDER = (
     "loss",
     "optim",
 )
+_TAIL = ("target", "nemo_version")
 
 
 def nemo_config(model, optim: dict | None = None, extra: dict | None = None) -> dict:
@@ -64,16 +65,13 @@ def nemo_config(model, optim: dict | None = None, extra: dict | None = None) -> 
     if optim is not None:
         cfg["optim"] = optim
     for key, value in (extra or {}).items():
-        if key in cfg and key not in ("name",):
+        if key in _ORDER or key in _TAIL:
             raise ValueError(f"save_nemo: extra key {key!r} would replace the model's own section")
         cfg[key] = value
     ordered = {k: cfg[k] for k in _ORDER if k in cfg}
     ordered.update((k, v) for k, v in cfg.items() if k not in ordered and k not in _TAIL)
     ordered.update((k, cfg[k]) for k in _TAIL if k in cfg)
     return ordered
-
-
-_TAIL = ("target", "nemo_version")
 
 
 def nemo_state_dict(model) -> dict[str, torch.Tensor]:
@@ -119,6 +117,9 @@ def save_nemo(model, path: str | Path, optim: dict | None = None, extra: dict | 
             tar.addfile(root)
             _add(tar, f"./{CONFIG_NAME}", config.encode("utf-8"), now)
             _add(tar, f"./{WEIGHTS_NAME}", weights.getvalue(), now)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         try:

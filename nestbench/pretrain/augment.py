@@ -107,8 +107,9 @@ class SpeakerNoiseAugmentation:
 
     ``__call__(audio [B, S], audio_len [B], generator, noise=None [B, S'], noise_len=None [B])``
     returns ``(noisy [B, S], noisy_len [B], info)`` where ``info`` holds per-utterance tensors
-    ``applied`` (bool), ``use_noise`` (bool), ``ratio_db``, ``start``, ``mix_len``, ``partner``
-    (index of the mixed-in utterance, -1 for noise) and ``scale``.
+    ``applied`` (bool), ``use_noise`` (bool), ``ratio_db``, ``start``, ``mix_len``, ``offset``
+    (where the overlay is read from in its source), ``partner`` (index of the mixed-in
+    utterance, -1 for noise) and ``scale``.
     """
 
     def __init__(self, cfg: AugmentConfig | None = None, **kwargs):
@@ -182,6 +183,7 @@ class SpeakerNoiseAugmentation:
             "ratio_db": ratio_db,
             "start": start,
             "mix_len": mix_len,
+            "offset": offset,
             "partner": torch.where(use_noise, torch.full_like(partner, -1), partner),
             "scale": scale,
         }

@@ -104,7 +104,9 @@ def _validate(cfg: DictConfig) -> None:
     if cfg.init_from is None and cfg.model.size not in NEST_SIZES:
         raise ConfigError(f"model.size={cfg.model.size!r}; known sizes: {', '.join(NEST_SIZES)}")
     if cfg.data.embedded not in (None, "tiny", "small", "default"):
-        raise ConfigError(f"data.embedded must be null, tiny, small or default: {cfg.data.embedded}")
+        raise ConfigError(
+            f"data.embedded must be null, tiny, small or default: {cfg.data.embedded}"
+        )
     if str(cfg.optim.name).lower() != "adamw":
         raise ConfigError(f"optim.name={cfg.optim.name!r}: only adamw is supported")
     if str(cfg.optim.sched.name) != "NoamAnnealing":

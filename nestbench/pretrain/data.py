@@ -80,7 +80,9 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
     pools of ``bucket_batches * batch_size`` utterances, sort each pool by duration, cut into
     batches, shuffle the batches; rank r of W takes batches r, r+W, ... of the first
     ``W * floor(n / W)`` (``drop_last``) or of all batches repeated up to a multiple of W.
-    With ``shuffle=False``: batches in duration order, no randomness.
+    With ``shuffle=False``: batches in duration order, no randomness. ``fixed=True`` ignores
+    ``set_epoch`` (the same random order every time: a representative, stable validation subset
+    under ``limit_val_batches``).
     """
 
     def __init__(
@@ -93,6 +95,7 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
         bucket_batches: int = 50,
         rank: int = 0,
         world_size: int = 1,
+        fixed: bool = False,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -104,10 +107,12 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
         self.bucket_batches = max(1, bucket_batches)
         self.rank = rank
         self.world_size = max(1, world_size)
+        self.fixed = fixed
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        if not self.fixed:
+            self.epoch = epoch
 
     def _all_batches(self) -> list[list[int]]:
         idx = list(range(len(self.durations)))
@@ -120,7 +125,9 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
         batches = []
         for p in range(0, len(idx), pool):
             chunk = sorted(idx[p : p + pool], key=lambda i: self.durations[i])
-            batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+            batches += [
+                chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)
+            ]
         if self.drop_last:
             batches = [b for b in batches if len(b) == self.batch_size] or batches[:1]
         rng.shuffle(batches)

@@ -13,8 +13,6 @@ The wrapped model is ``self.model``, so Lightning checkpoints hold NeMo's keys u
 
 from __future__ import annotations
 
-import contextlib
-
 import lightning as L
 import torch
 
@@ -150,13 +148,3 @@ class NestPretrainModule(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
         }
-
-    @contextlib.contextmanager
-    def eval_mode(self):
-        """Temporarily put the model in eval mode (no dropout, no dither)."""
-        was = self.model.training
-        self.model.eval()
-        try:
-            yield self.model
-        finally:
-            self.model.train(was)

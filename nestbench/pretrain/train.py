@@ -6,9 +6,12 @@ node, bf16-mixed on GPUs, gradient accumulation, max_steps), then fits. Everythi
 ``cfg.out``:
 
 - ``config.yaml``: the resolved config; ``pretrain.log``: progress lines;
-- ``logs/metrics.csv``: train_loss, train_acc, lr, val_loss, val_acc (CSVLogger);
-- ``checkpoints/last.ckpt`` and ``checkpoints/step=N.ckpt`` (Lightning; the run resumes from
-  ``last.ckpt`` when started again with ``resume=true``);
+- ``logs/version_N/metrics.csv`` (one per session; a resumed run starts a new one): train_loss,
+  train_acc, masked_steps, lr, val_loss, val_acc (CSVLogger);
+- ``checkpoints/last.ckpt`` and ``checkpoints/step=N.ckpt`` every
+  ``trainer.checkpoint_every_n_steps``, ``checkpoints/best-...ckpt`` (lowest val_loss) and, after
+  Ctrl-C or a crash, ``checkpoints/interrupted.ckpt``; started again (``resume=true``) the run
+  continues from the newest of ``last.ckpt`` and ``interrupted.ckpt``;
 - ``last.nemo`` (written with each checkpoint and at the end) and ``best.nemo`` (lowest
   val_loss): NeMo ``.nemo`` files (:func:`nestbench.encoders.nemo_writer.save_nemo`).
 """
@@ -19,6 +22,7 @@ import json
 import logging
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +30,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, OnExceptionCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from nestbench.encoders.nemo_writer import save_nemo
@@ -37,6 +42,7 @@ from .module import NestPretrainModule
 log = logging.getLogger("nestbench.pretrain")
 
 EMBEDDED_DATASETS = ("asr", "sv", "slu", "diar")
+INTERRUPTED = "interrupted"
 
 
 @dataclass
@@ -50,6 +56,7 @@ class PretrainResult:
     val_loss: float | None
     val_acc: float | None
     wall_time_s: float
+    is_global_zero: bool = True
 
 
 def embedded_manifests(size: str, split: str) -> list[Path]:
@@ -95,8 +102,9 @@ class PretrainData(L.LightningDataModule):
             [r["duration"] for r in records],
             batch_size,
             seed=int(self.cfg.seed),
-            shuffle=train,
+            shuffle=True,
             drop_last=train,
+            fixed=not train,  # validation: one random (length-bucketed) order for all epochs
             bucket_batches=int(self.cfg.data.bucket_batches),
             rank=trainer.global_rank if trainer else 0,
             world_size=trainer.world_size if trainer else 1,
@@ -122,10 +130,12 @@ class PretrainData(L.LightningDataModule):
 
 class NemoExport(Callback):
     """Writes ``<out>/last.nemo`` whenever Lightning saves a checkpoint and when training ends,
-    and ``<out>/best.nemo`` when val_loss improves (global rank 0 only)."""
+    and ``<out>/best.nemo`` when val_loss improves (global rank 0 only). With ``ckpt_dir``, also
+    saves ``<ckpt_dir>/last.ckpt`` at the end of training."""
 
-    def __init__(self, out: Path, optim: dict, extra: dict):
+    def __init__(self, out: Path, optim: dict, extra: dict, ckpt_dir: Path | None = None):
         self.out = Path(out)
+        self.ckpt_dir = ckpt_dir
         self.optim = optim
         self.extra = extra
         self.best = math.inf
@@ -155,6 +165,9 @@ class NemoExport(Callback):
             self._write(trainer, module, "best.nemo")
 
     def on_train_end(self, trainer, module) -> None:
+        if self.ckpt_dir is not None and trainer.global_step != self._saved_step:
+            # the final state, so that running again with the same max_steps has nothing to do
+            trainer.save_checkpoint(self.ckpt_dir / "last.ckpt")  # calls on_save_checkpoint
         self._write(trainer, module, "last.nemo")
 
 
@@ -200,6 +213,12 @@ class ProgressLog(Callback):
             )
 
 
+def resume_checkpoint(ckpt_dir: Path) -> Path | None:
+    """The newest of ``last.ckpt`` and ``interrupted.ckpt`` in ``ckpt_dir``, or None."""
+    found = [p for p in (ckpt_dir / "last.ckpt", ckpt_dir / f"{INTERRUPTED}.ckpt") if p.is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
 def _attach_log(out: Path) -> logging.Handler:
     handler = logging.FileHandler(out / "pretrain.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
@@ -211,9 +230,7 @@ def _attach_log(out: Path) -> logging.Handler:
 def _trainer_settings(cfg: DictConfig) -> dict:
     t = cfg.trainer
     accelerator = str(t.accelerator)
-    on_gpu = accelerator in ("gpu", "cuda") or (
-        accelerator == "auto" and torch.cuda.is_available()
-    )
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
     precision = str(t.precision)
     if precision == "auto":
         precision = "bf16-mixed" if on_gpu else "32-true"
@@ -226,12 +243,14 @@ def _trainer_settings(cfg: DictConfig) -> dict:
         "num_nodes": int(t.num_nodes),
         "strategy": "ddp" if multi else "auto",
         "precision": precision,
-        "sync_batchnorm": bool(t.sync_batchnorm) and multi,
+        "sync_batchnorm": bool(t.sync_batchnorm) and multi and on_gpu,  # SyncBatchNorm: GPU only
     }
 
 
-def pretrain(cfg: DictConfig) -> PretrainResult:
+def pretrain(cfg: DictConfig, callbacks: list[Callback] | None = None) -> PretrainResult:
     """Run (or resume) NEST pretraining as ``cfg`` (see ``configs/pretrain/base.yaml``) says.
+
+    ``callbacks``: further Lightning callbacks for the Trainer.
 
     Returns a :class:`PretrainResult` on global rank 0 (other DDP ranks get one too, with the
     same paths). Raises FileNotFoundError for missing manifests or init_from checkpoints.
@@ -239,20 +258,21 @@ def pretrain(cfg: DictConfig) -> PretrainResult:
     t0 = time.perf_counter()
     out = Path(str(cfg.out)).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    handler = _attach_log(out)
+    handler = _attach_log(out) if rank_zero_only.rank == 0 else logging.NullHandler()
     try:
-        return _pretrain(cfg, out, t0)
+        return _pretrain(cfg, out, t0, list(callbacks or []))
     finally:
         log.removeHandler(handler)
         handler.close()
 
 
-def _pretrain(cfg: DictConfig, out: Path, t0: float) -> PretrainResult:
+def _pretrain(cfg: DictConfig, out: Path, t0: float, extra: list[Callback]) -> PretrainResult:
     if cfg.trainer.threads:
         torch.set_num_threads(int(cfg.trainer.threads))
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     train, val = data_manifests(cfg)
-    OmegaConf.save(cfg, out / "config.yaml")
+    if rank_zero_only.rank == 0:
+        OmegaConf.save(cfg, out / "config.yaml")
     model = build_model(cfg)
     max_steps = int(cfg.trainer.max_steps)
     module = NestPretrainModule(
@@ -281,13 +301,13 @@ def _pretrain(cfg: DictConfig, out: Path, t0: float) -> PretrainResult:
         # step-N.ckpt (the latest only) and last.ckpt, every checkpoint_every_n_steps steps
         ModelCheckpoint(
             dirpath=ckpt_dir,
-            filename="step-{step}",
+            filename="{step}",
             every_n_train_steps=int(t.checkpoint_every_n_steps),
             save_top_k=1,
             save_last=True,
         ),
-        # Ctrl-C or a crash: last.ckpt holds the state reached, for resume
-        OnExceptionCheckpoint(dirpath=ckpt_dir, filename="last"),
+        # Ctrl-C or a crash: interrupted.ckpt holds the state reached (removed after success)
+        OnExceptionCheckpoint(dirpath=ckpt_dir, filename=INTERRUPTED),
     ]
     if val and int(t.save_top_k) != 0:
         callbacks.append(
@@ -303,7 +323,7 @@ def _pretrain(cfg: DictConfig, out: Path, t0: float) -> PretrainResult:
         "pretrained_by": "nestbench pretrain",
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    export = NemoExport(out, nemo_optim(cfg, model.encoder.cfg.d_model), provenance)
+    export = NemoExport(out, nemo_optim(cfg, model.encoder.cfg.d_model), provenance, ckpt_dir)
     settings = _trainer_settings(cfg)
     trainer = L.Trainer(
         max_steps=max_steps,
@@ -316,18 +336,27 @@ def _pretrain(cfg: DictConfig, out: Path, t0: float) -> PretrainResult:
         limit_val_batches=t.limit_val_batches if val else 0,
         num_sanity_val_steps=0,
         log_every_n_steps=int(t.log_every_n_steps),
-        callbacks=[*callbacks, export, ProgressLog(int(t.log_every_n_steps), max_steps)],
-        logger=CSVLogger(out, name="logs", version=""),
+        callbacks=[*callbacks, export, ProgressLog(int(t.log_every_n_steps), max_steps), *extra],
+        logger=CSVLogger(out, name="logs"),  # logs/version_N/metrics.csv, one per session
         enable_progress_bar=bool(t.progress),
         enable_model_summary=False,
         use_distributed_sampler=False,
         benchmark=False,
     )
-    resume_from = ckpt_dir / "last.ckpt"
-    ckpt_path = str(resume_from) if cfg.resume and resume_from.is_file() else None
+    ckpt_path = resume_checkpoint(ckpt_dir)
+    if ckpt_path is not None and not cfg.resume:
+        raise FileExistsError(
+            f"{ckpt_dir} holds checkpoints but resume=false: remove them or choose another out="
+        )
     if ckpt_path:
         log.info("resuming from %s", ckpt_path)
-    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    with warnings.catch_warnings():
+        # a fresh run: Lightning's "no last checkpoint" notes do not apply
+        warnings.filterwarnings("ignore", message=r".*ckpt_path.*")
+        warnings.filterwarnings(
+            "ignore", message=r"Checkpoint directory .* exists and is not empty"
+        )
+        trainer.fit(module, datamodule=data, ckpt_path=str(ckpt_path) if ckpt_path else None)
     metrics = trainer.callback_metrics
 
     def get(name):
@@ -342,6 +371,7 @@ def _pretrain(cfg: DictConfig, out: Path, t0: float) -> PretrainResult:
         val_loss=get("val_loss"),
         val_acc=get("val_acc"),
         wall_time_s=time.perf_counter() - t0,
+        is_global_zero=trainer.is_global_zero,
     )
     if trainer.is_global_zero:
         summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(result).items()}

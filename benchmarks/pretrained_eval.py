@@ -1,0 +1,106 @@
+"""Masked-token accuracy of a pretrained NEST on held-out embedded audio, against chance and
+against always predicting the most frequent token.
+
+    python benchmarks/pretrained_eval.py                      # the shipped nest-embedded
+    python benchmarks/pretrained_eval.py --model runs/pretrain/embedded/last.nemo \
+        --splits test --json results.json
+
+Held-out audio: the ``dev`` and/or ``test`` splits of the embedded corpus's asr, sv, slu and diar
+datasets (long diarization sessions cut into chunks as in pretraining). The model runs in eval
+mode on clean audio, masked with a fixed seed; the steps scored are those the pretraining loss
+scores. Printed: accuracy (95% bootstrap interval over utterances), chance (1/classes), the
+majority baseline (the most frequent target of the scored steps, chosen with hindsight) and the
+majority token of the training audio (``--reference-utts`` training utterances). ``--random``
+adds the same architecture with random weights (``nest-embedded-random``) for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from nestbench.encoders.nest import load_nest
+from nestbench.pretrain.data import load_records
+from nestbench.pretrain.evaluate import masked_token_accuracy
+from nestbench.pretrain.train import embedded_manifests
+
+
+def _records(size: str, splits: list[str], max_duration: float) -> list[dict]:
+    manifests = [m for split in splits for m in embedded_manifests(size, split)]
+    return load_records(manifests, min_duration=1.0, max_duration=max_duration)
+
+
+def _random_twin(model, seed: int):
+    from nestbench.encoders.nest import NestModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return NestModel.from_config(model.config)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default=None, help="a NEST .nemo (default: the shipped one)")
+    ap.add_argument("--corpus-size", default="default", choices=["tiny", "small", "default"])
+    ap.add_argument("--splits", nargs="+", default=["dev", "test"], choices=["dev", "test"])
+    ap.add_argument("--max-duration", type=float, default=8.0, help="chunk length, seconds")
+    ap.add_argument("--reference-utts", type=int, default=1000, help="training utterances")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--random", action="store_true", help="also the random-init twin")
+    ap.add_argument("--augment", action="store_true", help="augmented input, as in training")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--json", type=Path, default=None, help="write the results here")
+    args = ap.parse_args()
+
+    if args.model is None:
+        from nestbench.weights import weights_path
+
+        args.model = str(weights_path())
+    model = load_nest(args.model)
+    held_out = _records(args.corpus_size, args.splits, args.max_duration)
+    train = _records(args.corpus_size, ["train"], args.max_duration)
+    reference = random.Random(args.seed).sample(train, min(args.reference_utts, len(train)))
+    models = {"pretrained": model}
+    if args.random:
+        models["random init"] = _random_twin(model, args.seed)
+    results = {}
+    for name, m in models.items():
+        t = time.perf_counter()
+        results[name] = masked_token_accuracy(
+            m,
+            held_out,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            device=args.device,
+            augment=args.augment,
+            reference=reference,
+        )
+        results[name]["seconds"] = round(time.perf_counter() - t, 1)
+    first = next(iter(results.values()))
+    print(
+        f"{args.model}: {len(held_out)} held-out segments ({', '.join(args.splits)}), "
+        f"{first['scored_steps']} scored steps, {first['num_classes']} classes"
+    )
+    for name, r in results.items():
+        lo, hi = r["accuracy_ci95"]
+        print(
+            f"  {name:<12} masked-token accuracy {100 * r['accuracy']:.2f}% "
+            f"[{100 * lo:.2f}, {100 * hi:.2f}]  loss {r['loss']:.3f}"
+        )
+    print(f"  chance (1/{first['num_classes']})          {100 * first['chance']:.3f}%")
+    print(f"  most frequent token (held-out) {100 * first['majority']:.2f}%")
+    print(f"  most frequent token (train)    {100 * first['majority_train']:.2f}%")
+    if args.json:
+        args.json.write_text(
+            json.dumps({"model": args.model, "splits": args.splits, **results}, indent=2) + "\n"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""The NEST shipped in the package: size budget, provenance (pretrained by nestbench on the
+embedded corpus's training splits only), registration, default encoder, and its random twin."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import torch
+import yaml
+
+from nestbench.config import configs_dir, load_yaml
+from nestbench.encoders import available_encoders, load_encoder
+from nestbench.pretrain.config import resolve_pretrain_config
+from nestbench.weights import EMBEDDED_NEST, weights_path
+
+MAX_BYTES = 15_000_000
+
+
+def _config() -> dict:
+    with tarfile.open(weights_path()) as tar:
+        return yaml.safe_load(tar.extractfile("./model_config.yaml"))
+
+
+def test_shipped_file_fits_the_budget_and_has_nemos_layout():
+    path = weights_path()
+    assert path.name == EMBEDDED_NEST
+    assert path.stat().st_size <= MAX_BYTES
+    with tarfile.open(path) as tar:
+        assert sorted(tar.getnames()) == [".", "./model_config.yaml", "./model_weights.ckpt"]
+        state = torch.load(io.BytesIO(tar.extractfile("./model_weights.ckpt").read()))
+    assert state["quantizer.codebooks"].dtype == torch.float64  # as NeMo keeps it
+    config = _config()
+    assert config["target"].endswith("ssl_models.EncDecDenoiseMaskedTokenPredModel")
+    assert config["nemo_version"] == "2.5.0"
+
+
+def test_shipped_model_was_pretrained_on_training_splits_only():
+    config = _config()
+    made = config["nestbench"]
+    assert made["pretrained_by"] == "nestbench pretrain"
+    assert made["global_step"] >= 1000
+    recipe = made["config"]
+    assert recipe["data"]["embedded"] == "default" and recipe["data"]["train"] == []
+    # the recipe in configs/pretrain/embedded.yaml is the one that made it
+    ours = resolve_pretrain_config("embedded")
+    for section in ("model", "optim", "augment"):
+        assert recipe[section] == _plain(ours[section]), section
+    assert recipe["trainer"]["max_steps"] == ours.trainer.max_steps
+
+
+def _plain(cfg):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def test_embedded_manifests_are_train_for_training_and_dev_for_validation(monkeypatch, tmp_path):
+    import nestbench.data.embedded as embedded
+    from nestbench.pretrain.train import data_manifests
+
+    monkeypatch.setattr(embedded, "ensure_embedded_corpus", lambda size: tmp_path / size)
+    train, val = data_manifests(resolve_pretrain_config("embedded"))
+    assert len(train) == 4 and all(p.endswith("train_manifest.json") for p in train)
+    assert len(val) == 4 and all(p.endswith("dev_manifest.json") for p in val)
+    assert not any("test" in Path(p).name for p in train + val)
+
+
+def test_registered_default_encoder_and_its_random_twin():
+    regs = available_encoders()
+    assert "nest-embedded" in regs and "nest-embedded-random" in regs
+    assert load_yaml(configs_dir() / "run.yaml").encoder.spec == "nest-embedded"
+    trained = load_encoder("nest-embedded")
+    random = load_encoder("nest-embedded-random")
+    assert (trained.num_layers, trained.hidden_size, trained.frame_shift) == (6, 144, 1280)
+    assert trained.model.config["encoder"] == random.model.config["encoder"]
+    assert trained.identity()["weights"] != random.identity()["weights"]
+    assert random.identity() == load_encoder("nest-embedded-random").identity()  # seeded

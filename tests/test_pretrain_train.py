@@ -1,0 +1,240 @@
+"""NEST pretraining end to end on tiny data: the loss goes down, checkpoints resume from their
+step, .nemo files have NeMo's layout and load back with identical outputs, init_from works,
+and the CLI and config resolution."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+from click.testing import CliRunner
+
+from nestbench.cli import main
+from nestbench.config import ConfigError
+from nestbench.encoders import load_encoder
+from nestbench.encoders.nemo_writer import save_nemo
+from nestbench.encoders.nest import load_nest
+from nestbench.pretrain.config import build_model, resolve_pretrain_config
+from nestbench.pretrain.evaluate import masked_token_accuracy
+from nestbench.pretrain.train import pretrain
+
+
+def shared_dir() -> Path:
+    env = os.environ.get("NESTBENCH_SHARED")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared"
+
+
+NEMO_FIXTURE = shared_dir() / "fixtures" / "nemo_nest_tiny" / "model.nemo"
+needs_fixture = pytest.mark.skipif(
+    not NEMO_FIXTURE.is_file(), reason=f"{NEMO_FIXTURE} not found (NeMo reference fixtures)"
+)
+
+
+@pytest.fixture(scope="module")
+def tones(tmp_path_factory) -> Path:
+    """12 utterances (2-3 s) of harmonic tones changing pitch every 0.2 s; train.json."""
+    root = tmp_path_factory.mktemp("tones")
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(12):
+        dur = 2.0 + 0.25 * (i % 5)
+        t = np.arange(int(dur * 16000)) / 16000
+        x = np.zeros_like(t)
+        for s in range(0, len(t), 3200):
+            f0 = rng.choice([150, 220, 330, 440, 550])
+            x[s : s + 3200] = sum(
+                np.sin(2 * np.pi * f0 * k * t[s : s + 3200]) / k for k in (1, 2, 3)
+            )
+        x = 0.1 * x + 0.005 * rng.standard_normal(len(t))
+        sf.write(root / f"u{i}.wav", x.astype(np.float32), 16000, subtype="PCM_16")
+        lines.append(json.dumps({"audio_filepath": f"u{i}.wav", "duration": dur}))
+    (root / "train.json").write_text("\n".join(lines) + "\n")
+    return root / "train.json"
+
+
+def _cfg(tones: Path, out: Path, *overrides: str):
+    return resolve_pretrain_config(
+        "tiny_cpu",
+        [str(tones)],
+        [
+            f"out={out}",
+            "model.num_classes=64",
+            "trainer.progress=false",
+            "trainer.threads=1",
+            "optim.sched.warmup_steps=10",
+            "trainer.log_every_n_steps=5",
+            *overrides,
+        ],
+    )
+
+
+def _steps_logged(out: Path) -> list[int]:
+    steps = []
+    for path in sorted((out / "logs").glob("version_*/metrics.csv")):
+        with open(path) as f:
+            steps += [int(r["step"]) for r in csv.DictReader(f) if r.get("train_loss")]
+    return steps
+
+
+def test_short_pretraining_lowers_the_loss(tones, tmp_path):
+    from nestbench.data.manifest import read_manifest
+
+    cfg = _cfg(
+        tones,
+        tmp_path / "run",
+        "trainer.max_steps=40",
+        "trainer.val_check_interval=20",
+        f"data.val=[{tones}]",
+    )
+    torch.manual_seed(int(cfg.seed))
+    records = read_manifest(tones)
+    before = masked_token_accuracy(build_model(cfg), records, seed=1)["loss"]
+    result = pretrain(cfg)
+    assert result.global_step == 40
+    after = masked_token_accuracy(load_nest(result.nemo_path), records, seed=1)
+    assert after["loss"] < before - 0.3, (before, after)
+    assert after["accuracy"] > after["chance"]
+    assert (tmp_path / "run" / "best.nemo").is_file()
+    assert result.val_loss is not None and 0 <= result.val_acc <= 1
+    log = (tmp_path / "run" / "pretrain.log").read_text()
+    assert "step 40/40" in log and "val_loss" in log
+
+
+def test_resume_continues_from_the_saved_step(tones, tmp_path):
+    out = tmp_path / "run"
+    first = pretrain(_cfg(tones, out, "trainer.max_steps=6", "trainer.checkpoint_every_n_steps=4"))
+    assert first.global_step == 6
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")
+    assert ckpt["global_step"] == 6  # the final state is saved too
+    second = pretrain(_cfg(tones, out, "trainer.max_steps=10"))
+    assert second.global_step == 10
+    assert "resuming from" in (out / "pretrain.log").read_text()
+    steps = _steps_logged(out)  # both sessions' logs are kept
+    assert min(steps) < 6 and max(steps) >= 9 and steps == sorted(steps)
+    with pytest.raises(FileExistsError, match="resume=false"):
+        pretrain(_cfg(tones, out, "trainer.max_steps=12", "resume=false"))
+
+
+def test_interrupted_run_resumes_from_the_interruption(tones, tmp_path):
+    import lightning as L
+
+    class Boom(L.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 5:
+                raise RuntimeError("interrupted")
+
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="interrupted"):
+        pretrain(_cfg(tones, out, "trainer.max_steps=20"), callbacks=[Boom()])
+    assert (out / "checkpoints" / "interrupted.ckpt").is_file()
+    result = pretrain(_cfg(tones, out, "trainer.max_steps=8"))
+    assert result.global_step == 8
+    assert "interrupted.ckpt" in (out / "pretrain.log").read_text()
+    assert not (out / "checkpoints" / "interrupted.ckpt").exists()  # removed after success
+
+
+@needs_fixture
+def test_nemo_file_has_nemos_layout_and_loads_back_identically(tones, tmp_path):
+    cfg = _cfg(tones, tmp_path / "run", "trainer.max_steps=3", "model.num_classes=256")
+    result = pretrain(cfg)
+    path = result.nemo_path
+    with tarfile.open(path) as tar:
+        names = tar.getnames()
+        config = yaml.safe_load(tar.extractfile("./model_config.yaml"))
+        state = torch.load(io.BytesIO(tar.extractfile("./model_weights.ckpt").read()))
+    with tarfile.open(NEMO_FIXTURE) as tar:
+        ref_config = yaml.safe_load(tar.extractfile("./model_config.yaml"))
+        ref_state = torch.load(io.BytesIO(tar.extractfile("./model_weights.ckpt").read()))
+    assert sorted(names) == [".", "./model_config.yaml", "./model_weights.ckpt"]
+    # same sizes as NeMo's own tiny fixture: identical keys, shapes and dtypes
+    assert list(state) == list(ref_state)
+    for k, v in ref_state.items():
+        assert state[k].shape == v.shape and state[k].dtype == v.dtype, k
+    assert config["target"] == ref_config["target"]
+    assert config["nemo_version"] == "2.5.0"
+    assert set(ref_config) <= set(config)
+    for section in ("preprocessor", "masking", "quantizer", "decoder", "loss", "spec_augment"):
+        assert config[section] == ref_config[section], section
+    assert config["encoder"] == {**ref_config["encoder"], **config["encoder"]}
+    # loads back with identical outputs, through the path NVIDIA's files take
+    trained = load_nest(path)
+    again = tmp_path / "again.nemo"
+    save_nemo(trained, again)
+    reloaded = load_nest(again)
+    wav = 0.1 * torch.randn(2, 24000, generator=torch.Generator().manual_seed(0))
+    lens = torch.tensor([24000, 17000])
+    outs = []
+    for m in (trained, reloaded):
+        torch.manual_seed(3)
+        outs.append(m.forward_pretrain(wav, lens))
+    assert torch.equal(outs[0]["log_probs"], outs[1]["log_probs"])
+    assert torch.equal(outs[0]["tokens"], outs[1]["tokens"])
+    enc = load_encoder(str(path))
+    h = enc(wav, lens).hidden_states
+    h_ref = trained(wav, lens)[0]
+    valid = torch.arange(h[0].shape[1])[None, :] < enc(wav, lens).lengths[:, None]
+    assert all(torch.equal(a[valid], b[valid]) for a, b in zip(h, h_ref, strict=True))
+
+
+@needs_fixture
+def test_init_from_a_nemo_checkpoint(tones, tmp_path):
+    fixture = NEMO_FIXTURE.parent.parent / "nemo_nest_tiny_v24" / "model.nemo"
+    cfg = _cfg(tones, tmp_path / "run", "trainer.max_steps=2", f"init_from={fixture}")
+    start = load_nest(fixture)
+    result = pretrain(cfg)
+    trained = load_nest(result.nemo_path)
+    assert trained.generation == "2.4"  # NeMo 2.4 checkpoint: its preprocessing is kept
+    assert trained.quantizer.num_classes == 256  # the checkpoint's architecture wins
+    assert torch.equal(trained.quantizer.proj.weight, start.quantizer.proj.weight)  # frozen
+    moved = trained.encoder.layers[0].feed_forward1.linear1.weight
+    assert not torch.equal(moved, start.encoder.layers[0].feed_forward1.linear1.weight)
+
+
+def test_config_resolution_errors_and_cli(tones, tmp_path):
+    with pytest.raises(ConfigError, match="unknown config key 'trainer.max_step'"):
+        resolve_pretrain_config("tiny_cpu", [str(tones)], ["trainer.max_step=3"])
+    with pytest.raises(ConfigError, match="model.encoder setting"):
+        resolve_pretrain_config("tiny_cpu", [str(tones)], ["model.encoder.d_modl=3"])
+    with pytest.raises(ConfigError, match="embedded"):
+        resolve_pretrain_config("nope")
+    with pytest.raises(ConfigError, match="no training audio"):
+        resolve_pretrain_config("tiny_cpu")
+    cfg = resolve_pretrain_config(
+        "tiny_cpu", [str(tones)], ["model.encoder.d_model=32", "model.encoder.n_heads=2"]
+    )
+    model = build_model(cfg)
+    assert model.encoder.cfg.d_model == 32 and model.encoder.cfg.n_layers == 3
+    cli = CliRunner().invoke(
+        main, ["pretrain", "--config", "embedded", "--print-config", "trainer.max_steps=7"]
+    )
+    assert cli.exit_code == 0, cli.output
+    printed = yaml.safe_load(cli.output)
+    assert printed["trainer"]["max_steps"] == 7 and printed["data"]["embedded"] == "default"
+    cli = CliRunner().invoke(main, ["pretrain", "--data", str(tones), "bogus=1"])
+    assert cli.exit_code != 0 and "unknown config key 'bogus'" in cli.output
+    out = tmp_path / "cli"
+    cli = CliRunner().invoke(
+        main,
+        [
+            "pretrain",
+            "--config",
+            "tiny_cpu",
+            "--data",
+            str(tones),
+            f"out={out}",
+            "trainer.max_steps=2",
+            "model.num_classes=32",
+            "trainer.progress=false",
+        ],
+    )
+    assert cli.exit_code == 0, cli.output
+    assert "step 2" in cli.output and (out / "last.nemo").is_file()
