@@ -32,8 +32,8 @@ def test_wheel_contents_and_import(tmp_path):
     zipfile.ZipFile(wheel).extractall(site)
     code = (
         "import nestbench, nestbench.tasks.sv as sv; from nestbench.config import "
-        "resolve_run_config; assert sv.__file__.startswith(%r); "
-        "print(resolve_run_config('sv').encoder.spec)" % str(site)
+        f"resolve_run_config; assert sv.__file__.startswith({str(site)!r}); "
+        "print(resolve_run_config('sv').encoder.spec)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
