@@ -157,13 +157,19 @@ def read_manifest(path: str | Path, resolve: bool = True) -> list[dict]:
     """
     path = Path(path)
     base = path.resolve().parent if resolve else None
-    records = []
+    return read_parsed_lines(path, lambda line, p, n: parse_manifest_line(line, p, n, base))
+
+
+def read_parsed_lines(path: str | Path, parse_line) -> list:
+    """``parse_line(line, path, lineno)`` over every line of a text file, keeping what is not
+    None (blank and comment lines give None); the parser raises ManifestError on a bad line."""
+    out = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
-            rec = parse_manifest_line(line, path, lineno, base)
-            if rec is not None:
-                records.append(rec)
-    return records
+            item = parse_line(line, path, lineno)
+            if item is not None:
+                out.append(item)
+    return out
 
 
 def _relative(value: str, base: Path) -> str:

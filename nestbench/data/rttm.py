@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .manifest import ManifestError, atomic_write_text
+from .manifest import ManifestError, atomic_write_text, read_parsed_lines
 
 RTTM_FORMAT = "SPEAKER <file> <channel> <onset> <duration> <NA> <NA> <speaker> <NA> <NA>"
 UEM_FORMAT = "<file> <channel> <onset> <offset>"
@@ -92,13 +92,7 @@ def read_rttm(path: str | Path) -> list[Segment]:
     Raises:
         ManifestError: a malformed line (file, line number and the expected format).
     """
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            seg = parse_rttm_line(line, path, lineno)
-            if seg is not None:
-                out.append(seg)
-    return out
+    return read_parsed_lines(path, parse_rttm_line)
 
 
 def format_rttm_line(seg: Segment) -> str:

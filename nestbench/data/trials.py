@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .manifest import ManifestError, atomic_write_text
+from .manifest import ManifestError, atomic_write_text, read_parsed_lines
 
 TRIAL_FORMAT = "<label 0|1> <enroll path> <test path>"
 
@@ -47,13 +47,7 @@ def read_trials(path: str | Path) -> list[Trial]:
     Raises:
         ManifestError: a malformed line (file, line number and the expected format).
     """
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            t = parse_trial_line(line, path, lineno)
-            if t is not None:
-                out.append(t)
-    return out
+    return read_parsed_lines(path, parse_trial_line)
 
 
 def write_trials(path: str | Path, trials: Iterable[Trial]) -> None:
