@@ -9,8 +9,10 @@ Held-out audio: the ``dev`` and/or ``test`` splits of the embedded corpus's asr,
 datasets (long diarization sessions cut into chunks as in pretraining). The model runs in eval
 mode on clean audio, masked with a fixed seed; the steps scored are those the pretraining loss
 scores. Printed: accuracy (95% bootstrap interval over utterances), chance (1/classes), the
-majority baseline (the most frequent target of the scored steps, chosen with hindsight) and the
-majority token of the training audio (``--reference-utts`` training utterances). ``--random``
+majority baseline (the most frequent target of the scored steps, chosen with hindsight), the
+majority token of the training audio (``--reference-utts`` training utterances), copying the
+true token of the nearest unmasked step, and the accuracy split into steps whose target is the
+majority token and the rest. ``--random``
 adds the same architecture with random weights (``nest-embedded-random``) for comparison.
 """
 
@@ -93,7 +95,13 @@ def main() -> None:
             f"  {name:<12} masked-token accuracy {100 * r['accuracy']:.2f}% "
             f"[{100 * lo:.2f}, {100 * hi:.2f}]  loss {r['loss']:.3f}"
         )
+    for name, r in results.items():
+        print(
+            f"  {name:<12} on majority-token targets {100 * r['accuracy_majority_targets']:.2f}%, "
+            f"on the other targets {100 * r['accuracy_other_targets']:.2f}%"
+        )
     print(f"  chance (1/{first['num_classes']})          {100 * first['chance']:.3f}%")
+    print(f"  copy the nearest visible token {100 * first['copy_nearest']:.2f}%")
     print(f"  most frequent token (held-out) {100 * first['majority']:.2f}%")
     print(f"  most frequent token (train)    {100 * first['majority_train']:.2f}%")
     if args.json:

@@ -24,7 +24,7 @@ from nestbench.encoders import load_encoder
 from nestbench.encoders.nemo_writer import save_nemo
 from nestbench.encoders.nest import load_nest
 from nestbench.pretrain.config import build_model, resolve_pretrain_config
-from nestbench.pretrain.evaluate import masked_token_accuracy
+from nestbench.pretrain.evaluate import masked_token_accuracy, nearest_visible_tokens
 from nestbench.pretrain.train import pretrain
 
 
@@ -103,6 +103,14 @@ def test_short_pretraining_lowers_the_loss(tones, tmp_path):
     after = masked_token_accuracy(load_nest(result.nemo_path), records, seed=1)
     assert after["loss"] < before - 0.3, (before, after)
     assert after["accuracy"] > after["chance"]
+    # the accuracy splits exactly into majority-token and other targets
+    n_top = after["majority"] * after["scored_steps"]
+    split = (
+        after["accuracy_majority_targets"] * n_top
+        + after["accuracy_other_targets"] * (after["scored_steps"] - n_top)
+    ) / after["scored_steps"]
+    assert split == pytest.approx(after["accuracy"])
+    assert 0.0 <= after["copy_nearest"] <= 1.0
     assert (tmp_path / "run" / "best.nemo").is_file()
     assert result.val_loss is not None and 0 <= result.val_acc <= 1
     log = (tmp_path / "run" / "pretrain.log").read_text()
@@ -238,3 +246,14 @@ def test_config_resolution_errors_and_cli(tones, tmp_path):
     )
     assert cli.exit_code == 0, cli.output
     assert "step 2" in cli.output and (out / "last.nemo").is_file()
+
+
+def test_nearest_visible_tokens():
+    tokens = torch.tensor([[5], [6], [7], [8], [9], [10]])
+    visible = torch.tensor([True, False, False, False, False, True])
+    # steps 1-2 are nearer step 0, 3 and 4 nearer step 5; a tie would take the earlier one
+    assert nearest_visible_tokens(tokens, visible)[:, 0].tolist() == [5, 5, 5, 10, 10, 10]
+    visible = torch.tensor([False, True, False, True, False, False])
+    assert nearest_visible_tokens(tokens, visible)[:, 0].tolist() == [6, 6, 6, 8, 8, 8]
+    none = nearest_visible_tokens(tokens, torch.zeros(6, dtype=torch.bool))
+    assert (none == -1).all()

@@ -10,7 +10,11 @@
 - ``majority``: accuracy of always predicting the most frequent target of these very steps
   (the best constant guess, chosen with hindsight);
 - ``majority_train`` (when ``reference`` records are given): accuracy of always predicting the
-  token most frequent over all steps of the reference (training) audio.
+  token most frequent over all steps of the reference (training) audio;
+- ``copy_nearest``: accuracy of copying the true token of the nearest fully visible step (no
+  frame masked) of the same utterance, the simplest use of context;
+- ``accuracy_majority_targets`` / ``accuracy_other_targets``: the model's accuracy on the scored
+  steps whose target is / is not the majority token (how much is more than "silence").
 """
 
 from __future__ import annotations
@@ -50,6 +54,22 @@ def token_histogram(
     return counts
 
 
+def nearest_visible_tokens(tokens: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+    """The token of the nearest visible step for every step (ties: the earlier one).
+
+    tokens: [T, H]; visible: bool [T]. Returns [T, H]; rows are -1 where no step is visible.
+    """
+    t = tokens.shape[0]
+    pos = torch.nonzero(visible, as_tuple=False).flatten()
+    if pos.numel() == 0:
+        return torch.full_like(tokens, -1)
+    steps = torch.arange(t)
+    right = torch.searchsorted(pos, steps).clamp(max=pos.numel() - 1)
+    left = (right - 1).clamp(min=0)
+    take_left = (steps - pos[left]).abs() <= (pos[right] - steps).abs()
+    return tokens[torch.where(take_left, pos[left], pos[right])]
+
+
 def _bootstrap(correct: np.ndarray, total: np.ndarray, n: int = 1000, seed: int = 0):
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(correct), size=(n, len(correct)))
@@ -76,6 +96,8 @@ def masked_token_accuracy(
     cfg = model.loss_cfg
     num_classes = model.quantizer.num_classes
     per_utt_correct, per_utt_total = [], []
+    scored_pairs = []  # (target [N, H], prediction [N, H], copied [N, H]) per utterance
+    k = model.quantizer.combine_time_steps
     counts = torch.zeros(model.quantizer.num_books, num_classes, dtype=torch.long)
     nll_sum, n_scored = 0.0, 0
     devices = [device] if str(device).startswith("cuda") else []
@@ -96,6 +118,7 @@ def masked_token_accuracy(
                 )
                 per_utt_correct.append(int(c))
                 per_utt_total.append(int(t))
+                scored_pairs.append(_scored_pairs(out, i, k, cfg["mask_threshold"]))
                 for h in range(targets.shape[1]):
                     counts[h] += torch.bincount(targets[:, h].cpu(), minlength=num_classes)
             n = sum(per_utt_total[-wav.shape[0] :])
@@ -118,6 +141,20 @@ def masked_token_accuracy(
         "num_classes": num_classes,
         "augmented": bool(augment),
     }
+    target = torch.cat([p[0] for p in scored_pairs]) if scored_pairs else None
+    if target is not None and target.numel():
+        pred = torch.cat([p[1] for p in scored_pairs])
+        copied = torch.cat([p[2] for p in scored_pairs])
+        top = counts.argmax(1)[None, :]  # [1, H]
+        is_top = target == top
+        result["copy_nearest"] = float((copied == target).float().mean())
+        hits = pred == target
+        result["accuracy_majority_targets"] = (
+            float(hits[is_top].float().mean()) if is_top.any() else None
+        )
+        result["accuracy_other_targets"] = (
+            float(hits[~is_top].float().mean()) if (~is_top).any() else None
+        )
     if reference:
         ref = token_histogram(model, reference, device=device)
         top = ref.argmax(1)  # [H]
@@ -125,3 +162,20 @@ def masked_token_accuracy(
         result["majority_train"] = hits / scored
         result["majority_train_token"] = top.tolist()
     return result
+
+
+def _scored_pairs(out: dict, i: int, k: int, mask_threshold: float):
+    """(targets, predictions, nearest-visible copies) of utterance ``i``'s scored steps (the
+    steps :func:`masked_token_stats` scores), each LongTensor [N, H] on the CPU."""
+    masks = out["masks"][i].cpu()  # [F, T]
+    f, t = masks.shape
+    n = out["log_probs"].shape[1]
+    frac = masks.transpose(0, 1)[: t - t % k].reshape(t // k, k * f).mean(-1)[:n]  # [T']
+    tokens = out["tokens"][i, :n].cpu()  # [<= T', H]
+    if tokens.shape[0] < frac.shape[0]:
+        tokens = torch.nn.functional.pad(tokens, (0, 0, 0, frac.shape[0] - tokens.shape[0]))
+    pred = out["log_probs"][i, : frac.shape[0]].argmax(1).cpu()  # [T', H]
+    selected = frac > mask_threshold
+    valid = torch.arange(frac.shape[0]) < int(out["lengths"][i])
+    copied = nearest_visible_tokens(tokens, (frac == 0) & valid)
+    return tokens[selected], pred[selected], copied[selected]
