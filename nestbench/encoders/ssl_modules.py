@@ -177,6 +177,28 @@ class MultiSoftmaxDecoder(nn.Module):
         return logits.log_softmax(dim=2)
 
 
+def scored_steps(
+    masks: torch.Tensor,
+    tokens: torch.Tensor,
+    num_steps: int,
+    combine_time_steps: int = 8,
+    mask_threshold: float = 0.8,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The steps the masked-token loss scores, aligned with the decoder's ``num_steps`` steps.
+
+    masks: [B, F, T] (T = T' * combine_time_steps); tokens: LongTensor [B, T'', H].
+    Returns (fraction: [B, T'] masked fraction of each step's frames, selected: bool [B, T']
+    (fraction > ``mask_threshold``), tokens: [B, T', H] cut or zero-padded to T' steps), with
+    T' = ``num_steps``.
+    """
+    b, f, t = masks.shape
+    k = combine_time_steps
+    fraction = masks.transpose(1, 2).reshape(b, t // k, k * f).mean(-1)[:, :num_steps]
+    if tokens.shape[1] < fraction.shape[1]:
+        tokens = F.pad(tokens, (0, 0, 0, fraction.shape[1] - tokens.shape[1]))
+    return fraction, fraction > mask_threshold, tokens[:, : fraction.shape[1]]
+
+
 def masked_token_loss(
     log_probs: torch.Tensor,
     tokens: torch.Tensor,
@@ -191,13 +213,9 @@ def masked_token_loss(
     T = T' * combine_time_steps. Returns a scalar; 0 (still in the graph) when no step qualifies,
     where NeMo would give NaN.
     """
-    b, f, t = masks.shape
-    k = combine_time_steps
-    selected = masks.transpose(1, 2).reshape(b, t // k, k * f).mean(-1) > mask_threshold
-    selected = selected[:, : log_probs.shape[1]]  # [B, T']
-    if tokens.shape[1] < selected.shape[1]:
-        tokens = F.pad(tokens, (0, 0, 0, selected.shape[1] - tokens.shape[1]))
-    tokens = tokens[:, : selected.shape[1]]
+    _, selected, tokens = scored_steps(
+        masks, tokens, log_probs.shape[1], combine_time_steps, mask_threshold
+    )
     if not selected.any():
         return log_probs.sum() * 0.0
     lp = log_probs[selected]  # [N, C, H]

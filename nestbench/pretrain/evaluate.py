@@ -24,9 +24,9 @@ import torch
 
 from nestbench.audio import collate_audio, load_item
 from nestbench.encoders.nest import NestModel
+from nestbench.encoders.ssl_modules import scored_steps
 
 from .augment import AugmentConfig, SpeakerNoiseAugmentation
-from .module import masked_token_stats
 
 
 def _batches(records: list[dict], batch_size: int):
@@ -97,8 +97,6 @@ def masked_token_accuracy(
     num_classes = model.quantizer.num_classes
     per_utt_correct, per_utt_total = [], []
     scored_pairs = []  # (target [N, H], prediction [N, H], copied [N, H]) per utterance
-    k = model.quantizer.combine_time_steps
-    counts = torch.zeros(model.quantizer.num_books, num_classes, dtype=torch.long)
     nll_sum, n_scored = 0.0, 0
     devices = [device] if str(device).startswith("cuda") else []
     with torch.random.fork_rng(devices=devices):
@@ -109,18 +107,21 @@ def masked_token_accuracy(
             wav, lens = wav.to(device), lens.to(device)
             noisy, noisy_len = (wav, lens) if aug is None else aug(wav, lens, g)[:2]
             out = model.forward_pretrain(wav, lens, noisy, noisy_len, apply_mask=True)
+            n_steps = out["log_probs"].shape[1]
+            fraction, selected, tokens = (
+                x.cpu() for x in scored_steps(out["masks"], out["tokens"], n_steps, **cfg)
+            )
+            pred = out["log_probs"].argmax(2).cpu()  # [B, T', H]
+            visible = (fraction == 0) & (
+                torch.arange(n_steps)[None] < out["lengths"].cpu()[:, None]
+            )
             for i in range(wav.shape[0]):  # per utterance, for the bootstrap
-                c, t, targets = masked_token_stats(
-                    out["log_probs"][i : i + 1],
-                    out["tokens"][i : i + 1],
-                    out["masks"][i : i + 1],
-                    **cfg,
-                )
-                per_utt_correct.append(int(c))
-                per_utt_total.append(int(t))
-                scored_pairs.append(_scored_pairs(out, i, k, cfg["mask_threshold"]))
-                for h in range(targets.shape[1]):
-                    counts[h] += torch.bincount(targets[:, h].cpu(), minlength=num_classes)
+                sel = selected[i]
+                target, guess = tokens[i][sel], pred[i][sel]
+                copied = nearest_visible_tokens(tokens[i], visible[i])[sel]
+                scored_pairs.append((target, guess, copied))
+                per_utt_correct.append(int((guess == target).sum()))
+                per_utt_total.append(target.numel())
             n = sum(per_utt_total[-wav.shape[0] :])
             nll_sum += float(out["loss"]) * n
             n_scored += n
@@ -128,6 +129,11 @@ def masked_token_accuracy(
     scored = int(total.sum())
     if scored == 0:
         raise ValueError("no masked steps were scored: utterances too short or too few")
+    # [N, H] each
+    target, pred, copied = (torch.cat(parts) for parts in zip(*scored_pairs, strict=True))
+    counts = torch.stack(
+        [torch.bincount(target[:, h], minlength=num_classes) for h in range(target.shape[1])]
+    )  # [H, C]
     result = {
         "accuracy": float(correct.sum() / scored),
         "accuracy_ci95": _bootstrap(correct, total, seed=seed),
@@ -141,20 +147,13 @@ def masked_token_accuracy(
         "num_classes": num_classes,
         "augmented": bool(augment),
     }
-    target = torch.cat([p[0] for p in scored_pairs]) if scored_pairs else None
-    if target is not None and target.numel():
-        pred = torch.cat([p[1] for p in scored_pairs])
-        copied = torch.cat([p[2] for p in scored_pairs])
-        top = counts.argmax(1)[None, :]  # [1, H]
-        is_top = target == top
-        result["copy_nearest"] = float((copied == target).float().mean())
-        hits = pred == target
-        result["accuracy_majority_targets"] = (
-            float(hits[is_top].float().mean()) if is_top.any() else None
-        )
-        result["accuracy_other_targets"] = (
-            float(hits[~is_top].float().mean()) if (~is_top).any() else None
-        )
+    top = counts.argmax(1)[None, :]  # [1, H]
+    is_top, hits = target == top, pred == target
+    result["copy_nearest"] = float((copied == target).float().mean())
+    result["accuracy_majority_targets"] = float(hits[is_top].float().mean())
+    result["accuracy_other_targets"] = (
+        float(hits[~is_top].float().mean()) if (~is_top).any() else None
+    )
     if reference:
         ref = token_histogram(model, reference, device=device)
         top = ref.argmax(1)  # [H]
@@ -162,20 +161,3 @@ def masked_token_accuracy(
         result["majority_train"] = hits / scored
         result["majority_train_token"] = top.tolist()
     return result
-
-
-def _scored_pairs(out: dict, i: int, k: int, mask_threshold: float):
-    """(targets, predictions, nearest-visible copies) of utterance ``i``'s scored steps (the
-    steps :func:`masked_token_stats` scores), each LongTensor [N, H] on the CPU."""
-    masks = out["masks"][i].cpu()  # [F, T]
-    f, t = masks.shape
-    n = out["log_probs"].shape[1]
-    frac = masks.transpose(0, 1)[: t - t % k].reshape(t // k, k * f).mean(-1)[:n]  # [T']
-    tokens = out["tokens"][i, :n].cpu()  # [<= T', H]
-    if tokens.shape[0] < frac.shape[0]:
-        tokens = torch.nn.functional.pad(tokens, (0, 0, 0, frac.shape[0] - tokens.shape[0]))
-    pred = out["log_probs"][i, : frac.shape[0]].argmax(1).cpu()  # [T', H]
-    selected = frac > mask_threshold
-    valid = torch.arange(frac.shape[0]) < int(out["lengths"][i])
-    copied = nearest_visible_tokens(tokens, (frac == 0) & valid)
-    return tokens[selected], pred[selected], copied[selected]

@@ -17,6 +17,7 @@ import lightning as L
 import torch
 
 from nestbench.encoders.nest import NestModel
+from nestbench.encoders.ssl_modules import scored_steps
 
 from .augment import AugmentConfig, SpeakerNoiseAugmentation
 from .schedule import NoamAnnealing
@@ -36,13 +37,9 @@ def masked_token_stats(
     total: scalar count of scored (step, codebook) pairs, targets: LongTensor [N, H] of the
     scored steps).
     """
-    b, f, t = masks.shape
-    k = combine_time_steps
-    selected = masks.transpose(1, 2).reshape(b, t // k, k * f).mean(-1) > mask_threshold
-    selected = selected[:, : log_probs.shape[1]]
-    if tokens.shape[1] < selected.shape[1]:
-        tokens = torch.nn.functional.pad(tokens, (0, 0, 0, selected.shape[1] - tokens.shape[1]))
-    tokens = tokens[:, : selected.shape[1]]
+    _, selected, tokens = scored_steps(
+        masks, tokens, log_probs.shape[1], combine_time_steps, mask_threshold
+    )
     targets = tokens[selected]  # [N, H]
     pred = log_probs[selected].argmax(1)  # [N, H]
     correct = (pred == targets).sum()
