@@ -31,6 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from nestbench.audio import collate_audio, load_item
+from nestbench.sampler import duration_batches
 
 log = logging.getLogger(__name__)
 
@@ -190,22 +191,18 @@ class FeatureCache:
         The encoder runs in eval mode without gradients over batches of similar length holding at
         most ``batch_seconds`` of padded audio.
         """
-        todo = self.missing(items)
+        unique = {self.entry_path(it): it for it in items}  # an item listed twice is computed once
+        todo = self.missing(unique.values())
         if not todo:
             return 0
         was_training = encoder.training
         encoder.eval()
-        todo.sort(key=lambda it: -float(it.get("duration") or 0.0))
-        batches, cur = [], []
-        for it in todo:
-            dur = float(it.get("duration") or 0.0)
-            longest = float(cur[0].get("duration") or 0.0) if cur else dur
-            if cur and longest * (len(cur) + 1) > batch_seconds:
-                batches.append(cur)
-                cur = []
-            cur.append(it)
-        if cur:
-            batches.append(cur)
+        durations = [float(it.get("duration") or 0.0) for it in todo]
+        order = sorted(range(len(todo)), key=lambda i: -durations[i])
+        batches = [
+            [todo[i] for i in b]
+            for b in duration_batches(durations, order, batch_seconds=batch_seconds)
+        ]
         bar = tqdm(
             total=len(todo),
             desc=f"caching features ({self.key[:8]})",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
@@ -65,23 +64,26 @@ def encoders_check(spec: str, weights: str | None, device: str, seed: int, atol:
         sys.exit(1)
 
 
-def _format_metric(value) -> str:
-    if isinstance(value, list | tuple) and len(value) == 2:
-        return f"[{value[0]:.3f}, {value[1]:.3f}]"
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value)
+def _format_metric(score: dict) -> str:
+    value = score["value"]
+    text = f"{value:.4f}" if isinstance(value, float) else str(value)
+    if "ci95" in score:
+        text += f"  [{score['ci95'][0]:.3f}, {score['ci95'][1]:.3f}]"
+    return text
 
 
-def metrics_table(result: dict) -> str:
-    """A short plain-text table of a result's metrics."""
-    rows = [(k, _format_metric(v)) for k, v in result["metrics"].items()]
-    width = max(len(k) for k, _ in rows)
+def metrics_table(result) -> str:
+    """A short plain-text table of a result's metrics (a RunResult), one block per eval split."""
     head = (
-        f"{result['task']} | {result['encoder']} | {result['mode']} | seed {result['seed']}"
-        f" | {result['timings_s'].get('total', 0):.0f} s"
+        f"{result.task} | {result.encoder} | {result.mode} | seed {result.seed}"
+        f" | {result.timings_s.get('total', 0):.0f} s"
     )
-    return "\n".join([head, *[f"  {k:<{width}}  {v}" for k, v in rows]])
+    lines = [head]
+    for split, metrics in result.metrics.items():
+        width = max(len(k) for k in metrics)
+        lines.append(f"  {split}:")
+        lines += [f"    {k:<{width}}  {_format_metric(v)}" for k, v in metrics.items()]
+    return "\n".join(lines)
 
 
 @main.command("run", context_settings={"ignore_unknown_options": True})
@@ -107,6 +109,7 @@ def run_cmd(task, encoder, mode, data, seed, out, force, overrides) -> None:
     """Train and evaluate one task on one encoder. OVERRIDES: key=value config overrides."""
     from nestbench.config import ConfigError
     from nestbench.encoders import EncoderSpecError
+    from nestbench.result import ResultError, RunResult
     from nestbench.runner import run
     from nestbench.task import TaskError
 
@@ -121,13 +124,13 @@ def run_cmd(task, encoder, mode, data, seed, out, force, overrides) -> None:
             seed=seed,
             out=out,
         )
-    except (ConfigError, TaskError, EncoderSpecError, FileNotFoundError) as e:
+        if not r.is_global_zero:  # a non-zero DDP rank: rank 0 reports
+            return
+        if result is None:
+            click.echo(f"already finished: {r.result_path} (use --force to run again)")
+            result = RunResult.read(r.result_path)
+    except (ConfigError, TaskError, EncoderSpecError, FileNotFoundError, ResultError) as e:
         raise click.ClickException(str(e)) from e
-    if result == {}:  # a non-zero DDP rank: rank 0 reports
-        return
-    if result is None:
-        click.echo(f"already finished: {r.result_path} (use --force to run again)")
-        result = json.loads(r.result_path.read_text())
     click.echo(metrics_table(result))
     click.echo(f"result: {r.result_path}")
 

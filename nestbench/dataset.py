@@ -1,9 +1,10 @@
-"""One data path for every task and encoder: records -> cached features or audio -> batches.
+"""One data path for every task and encoder: examples -> cached features or audio -> batches.
 
-In frozen mode with the cache on, a record gives its cached hidden states [N, T, D]; otherwise it
-gives its audio [S] and the model runs the encoder. Training crops are random windows of
+In frozen mode with the cache on, an example gives its cached hidden states [N, T, D]; otherwise
+it gives its audio [S] and the model runs the encoder. Training crops are random windows of
 ``crop_seconds`` (in frames for features, samples for audio) and the task's target is computed for
-the same window.
+the same window. Batches come from :class:`nestbench.sampler.BucketBatchSampler` over
+:meth:`RecordDataset.durations`, by count and/or audio seconds.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ class RecordDataset(Dataset):
         crop_seconds: random training window length (None: whole records).
         train: whether to crop and return targets.
         seed: base of the crop random numbers (combined with the epoch and index).
-        sort_by_duration: serve records shortest first (evaluation batches with little padding);
-            ``index`` in each output is always the record's position in ``items``.
+
+    ``index`` in each output is the record's position in ``items``.
     """
 
     def __init__(
@@ -41,18 +42,20 @@ class RecordDataset(Dataset):
         train: bool = False,
         seed: int = 0,
         sample_rate: int = 16000,
-        sort_by_duration: bool = False,
     ):
         self.items, self.task, self.cache = items, task, cache
-        #: position -> record index: evaluation reads records shortest first (little padding)
-        self.order = list(range(len(items)))
-        if sort_by_duration:
-            self.order.sort(key=lambda i: float(items[i].get("duration") or 0.0))
         self.frame_shift, self.crop_seconds, self.train = frame_shift, crop_seconds, train
         self.seed, self.epoch, self.sample_rate = seed, 0, sample_rate
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def durations(self) -> list[float]:
+        """Seconds of audio each item gives (training crops cap it), for duration batching."""
+        durs = [float(it.get("duration") or 0.0) for it in self.items]
+        if self.train and self.crop_seconds is not None:
+            return [min(d, self.crop_seconds) for d in durs]
+        return durs
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -67,8 +70,7 @@ class RecordDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         return int(rng.integers(0, total - length + 1)), length
 
-    def __getitem__(self, position: int) -> dict:
-        index = self.order[position]
+    def __getitem__(self, index: int) -> dict:
         item = self.items[index]
         out = {"index": index}
         if self.cache is not None:

@@ -2,7 +2,13 @@
 
 Unlike NeMo's multi-layer feature (raw weights initialised to 1/L, no softmax, frozen along with a
 frozen encoder), the weights here are zero-initialised logits under a softmax, and they are
-ordinary parameters of the downstream model, so they train whether or not the encoder does.
+ordinary parameters of the downstream model, so they train whether or not the encoder does (at
+their own learning rate, ``optim.layer_weights_lr_scale`` times the head's).
+
+A softmax weight says little when the layers differ in scale (NEST's layer 0 is ~100 times
+larger than its blocks' outputs): the featurizer also tracks each input's mean frame RMS while
+training, and :meth:`Featurizer.effective_shares` gives each layer's share of the weighted sum,
+``w_i s_i / sum_j w_j s_j``.
 """
 
 from __future__ import annotations
@@ -31,6 +37,30 @@ class Featurizer(nn.Module):
         self.num_inputs, self.hidden_size, self.layer = num_inputs, hidden_size, layer
         self.layer_norm = layer_norm
         self.logits = nn.Parameter(torch.zeros(num_inputs)) if layer is None else None
+        # running sums of each input's mean frame RMS (after the optional LayerNorm)
+        self.register_buffer("rms_sum", torch.zeros(num_inputs, dtype=torch.float64))
+        self.register_buffer("rms_count", torch.zeros((), dtype=torch.float64))
+
+    def layer_scales(self) -> torch.Tensor:
+        """[num_inputs] mean frame RMS of each input seen in training (ones before any)."""
+        if float(self.rms_count) == 0:
+            return torch.ones(self.num_inputs)
+        return (self.rms_sum / self.rms_count).float().cpu()
+
+    def effective_shares(self) -> torch.Tensor:
+        """[num_inputs] each input's share of the output: weight x scale, normalised to 1."""
+        contrib = self.weights() * self.layer_scales()
+        return contrib / contrib.sum().clamp_min(1e-12)
+
+    @torch.no_grad()
+    def _track(self, x: torch.Tensor) -> None:
+        """x [N, B, T, D] (normalised inputs): add the batch's mean frame RMS of each input."""
+        rms = x.detach().float().pow(2).mean(dim=-1).sqrt()  # [N, B, T]
+        frames = rms.flatten(1)
+        valid = frames > 0  # padded frames are exact zeros
+        mean = (frames * valid).sum(1) / valid.sum(1).clamp_min(1)
+        self.rms_sum += mean.double()
+        self.rms_count += 1
 
     def weights(self) -> torch.Tensor:
         """[num_inputs] the current layer weights (softmax of the logits; one-hot for ``layer``)."""
@@ -53,6 +83,8 @@ class Featurizer(nn.Module):
         if self.layer is not None:
             return self._norm(hidden_states[self.layer])
         x = self._norm(hidden_states)
+        if self.training:
+            self._track(x)
         w = torch.softmax(self.logits, dim=0).to(x.dtype)
         return torch.einsum("n,nbtd->btd", w, x)
 

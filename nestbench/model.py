@@ -2,18 +2,27 @@
 
 Frozen mode: the encoder is absent (features come from the cache) or kept in eval mode without
 gradients. Fine-tune mode: the encoder trains with its own learning rate, optionally frozen for the
-first ``freeze_encoder_steps`` steps. The featurizer's layer weights train in both modes.
+first ``freeze_encoder_steps`` steps. The featurizer's layer weights train in both modes, at
+``optim.layer_weights_lr_scale`` times the head's learning rate and without weight decay.
+
+Prediction has one path for dev and every eval split: Lightning's validation loop. The model
+predicts the examples of ``eval_split`` (batches carry each example's ``index``), gathers the
+outputs of every DDP rank, puts them in example order and hands them to ``task.evaluate``. During
+``fit`` that split is the dev split (its metrics select the best epoch); afterwards the runner
+sets each eval split in turn and calls ``trainer.validate``.
 """
 
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import lightning as L
 import torch
 from torch import nn
 
 from nestbench.featurizer import Featurizer
+from nestbench.metrics.base import as_score_dict
 
 
 class DownstreamModel(L.LightningModule):
@@ -24,10 +33,11 @@ class DownstreamModel(L.LightningModule):
     encoder: the encoder, or None when every batch carries cached features.
     mode: "frozen" or "finetune".
     optim: the run config's ``optim`` section.
-    dev_items: the dev records; the validation loop predicts them (in the order of the val
-        dataloader's ``index``) and ``task.evaluate("dev", ...)`` scores them each epoch.
+    eval_examples: split -> the examples predicted when that split is evaluated (the order of
+        the ``index`` field of the validation batches).
     cache_layers: hidden-state indices the featurizer takes when the encoder runs live (the
         cached layer selection), None for all.
+    out_dir: where eval splits (not dev) write their predictions (global rank 0 only).
     """
 
     def __init__(
@@ -38,15 +48,20 @@ class DownstreamModel(L.LightningModule):
         encoder: nn.Module | None,
         mode: str,
         optim,
-        dev_items: list[dict] | None = None,
+        eval_examples: dict[str, list[dict]],
         cache_layers: list[int] | None = None,
+        out_dir: Path | None = None,
     ):
         super().__init__()
         self.task, self.featurizer, self.head, self.encoder = task, featurizer, head, encoder
-        self.mode, self.optim, self.dev_items = mode, optim, dev_items or []
+        self.mode, self.optim = mode, optim
+        self.eval_examples = eval_examples
         self.cache_layers = cache_layers
+        self.out_dir = out_dir
+        self.eval_split = task.dev_split
         self.dev_history: list[dict] = []
-        self._dev_outputs: dict[int, object] = {}
+        self.split_metrics: dict[str, dict[str, dict]] = {}
+        self._outputs: dict[int, object] = {}
 
     # Keep a frozen encoder in eval mode whatever Lightning asks (no dropout, fixed BatchNorm).
     def train(self, mode: bool = True):
@@ -59,7 +74,7 @@ class DownstreamModel(L.LightningModule):
         return (
             self.mode == "finetune"
             and self.training
-            and self.global_step >= int(self.optim.freeze_encoder_steps)
+            and self.global_step >= self.optim.freeze_encoder_steps
         )
 
     def features(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,9 +93,10 @@ class DownstreamModel(L.LightningModule):
         return self.featurizer(states), out.lengths
 
     def on_train_epoch_start(self):
-        dataset = getattr(self.trainer.train_dataloader, "dataset", None)
-        if hasattr(dataset, "set_epoch"):  # new random training crops every epoch
-            dataset.set_epoch(self.current_epoch)
+        loader = self.trainer.train_dataloader
+        for obj in (getattr(loader, "dataset", None), getattr(loader, "batch_sampler", None)):
+            if hasattr(obj, "set_epoch"):  # new random crops and batches every epoch
+                obj.set_epoch(self.current_epoch)
 
     def training_step(self, batch, batch_idx):
         x, lengths = self.features(batch)
@@ -93,54 +109,73 @@ class DownstreamModel(L.LightningModule):
         return self.task.predict(self.head, x, lengths)
 
     def on_validation_epoch_start(self):
-        self._dev_outputs = {}
+        self._outputs = {}
 
     def validation_step(self, batch, batch_idx):
         outputs = self.predict_outputs(batch)
         for i, out in zip(batch["index"].tolist(), outputs, strict=True):
-            self._dev_outputs[i] = out
+            self._outputs[i] = out
 
-    def on_validation_epoch_end(self):
-        if self.trainer.sanity_checking or not self.dev_items:
-            return
-        gathered = self._dev_outputs
+    def _gathered_outputs(self, n: int) -> list:
+        gathered = self._outputs
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             parts = [None] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(parts, self._dev_outputs)
+            torch.distributed.all_gather_object(parts, self._outputs)
             gathered = {k: v for part in parts for k, v in part.items()}
-        position = {id(item): i for i, item in enumerate(self.dev_items)}
+        missing = [i for i in range(n) if i not in gathered]
+        if missing:
+            raise RuntimeError(
+                f"{self.eval_split}: {len(missing)} of {n} examples got no prediction"
+            )
+        return [gathered[i] for i in range(n)]
 
-        def predict(records):
-            return [gathered[position[id(r)]] for r in records]
+    def on_validation_epoch_end(self):
+        if self.trainer.sanity_checking:
+            return
+        split = self.eval_split
+        examples = self.eval_examples[split]
+        outputs = self._gathered_outputs(len(examples))
+        self._outputs = {}
+        write = split != self.task.dev_split and self.trainer.is_global_zero
+        raw = self.task.evaluate(split, examples, outputs, self.out_dir if write else None)
+        scores = {k: as_score_dict(v) for k, v in raw.items()}
+        self.split_metrics[split] = scores
+        if split == self.task.dev_split and self.trainer.state.fn == "fit":
+            values = {k: v["value"] for k, v in scores.items()}
+            self.dev_history.append({"epoch": self.current_epoch, **values})
+        for k, v in scores.items():
+            # Every rank computed the same value from the gathered outputs.
+            self.log(
+                f"{split}/{k}",
+                float(v["value"]),
+                prog_bar=k == self.task.primary_metric,
+                sync_dist=True,
+            )
 
-        metrics = self.task.evaluate("dev", predict)
-        self.dev_history.append({"epoch": self.current_epoch, **metrics})
-        for k, v in metrics.items():
-            if isinstance(v, int | float):
-                # Every rank computed the same value from the gathered outputs.
-                self.log(
-                    f"dev/{k}", float(v), prog_bar=k == self.task.primary_metric, sync_dist=True
-                )
+    def layer_report(self) -> dict[str, list[float]]:
+        """Softmax weights, mean frame RMS and effective share of each featurizer input."""
 
-    def layer_weights(self) -> list[float]:
-        return [round(float(w), 6) for w in self.featurizer.weights()]
+        def r(t):
+            return [round(float(v), 6) for v in t]
+
+        return {
+            "weights": r(self.featurizer.weights()),
+            "scales": r(self.featurizer.layer_scales()),
+            "effective_shares": r(self.featurizer.effective_shares()),
+        }
 
     def configure_optimizers(self):
-        groups = [
-            {
-                "params": [p for m in (self.featurizer, self.head) for p in m.parameters()],
-                "lr": float(self.optim.lr),
-            }
-        ]
+        o = self.optim
+        groups = [{"params": list(self.head.parameters()), "lr": o.lr}]
+        layer_params = list(self.featurizer.parameters())
+        if layer_params:
+            lr = o.lr * o.layer_weights_lr_scale
+            groups.append({"params": layer_params, "lr": lr, "weight_decay": 0.0})
         if self.mode == "finetune" and self.encoder is not None:
-            groups.append(
-                {"params": list(self.encoder.parameters()), "lr": float(self.optim.encoder_lr)}
-            )
-        opt = torch.optim.AdamW(groups, weight_decay=float(self.optim.weight_decay))
-        warmup = int(self.optim.warmup_steps)
+            groups.append({"params": list(self.encoder.parameters()), "lr": o.encoder_lr})
+        opt = torch.optim.AdamW(groups, weight_decay=o.weight_decay)
+        warmup = o.warmup_steps
         if warmup <= 0:
             return opt
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
-        )
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

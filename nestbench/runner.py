@@ -1,5 +1,10 @@
 """One run: (task, encoder, mode, seed, config) -> ``<out>/<task>/<run-id>/result.json``.
 
+:meth:`Run.execute` reads top to bottom as the steps of a run: load data (encoder, task setup,
+records, examples), build the model, make the trainer, fit, evaluate every eval split through the
+one prediction path, write the result (:class:`nestbench.result.RunResult`). The feature cache is
+filled by :class:`TaskData.prepare_data`: once per node, on its first process, before training.
+
 The run id comes from the resolved config (what changes the result), so re-running the same
 config finds the finished run and skips it; ``result.json`` is written last and atomically, so an
 interrupted run leaves none and is redone from the start.
@@ -19,17 +24,20 @@ from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from nestbench.cache import FeatureCache, default_cache_root
-from nestbench.config import resolve_run_config
-from nestbench.data.manifest import atomic_write_text
+from nestbench.config import ConfigError, resolve_run_config
 from nestbench.dataset import RecordDataset, collate
 from nestbench.encoders import load_encoder
 from nestbench.featurizer import Featurizer
 from nestbench.model import DownstreamModel
-from nestbench.task import get_task
+from nestbench.result import RunResult
+from nestbench.sampler import BucketBatchSampler
+from nestbench.task import EncoderInfo, Task, get_task
+from nestbench.training import attach_log, detach_log, trainer_settings
 
 log = logging.getLogger("nestbench")
 
@@ -99,25 +107,6 @@ def _git_revision() -> str | None:
     return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
-def write_json_atomic(path: Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
-
-
-def _attach_log(run_dir: Path) -> logging.Handler:
-    handler = logging.FileHandler(run_dir / "run.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    for name in ("nestbench", "lightning", "lightning.pytorch"):
-        logging.getLogger(name).addHandler(handler)
-    logging.getLogger("nestbench").setLevel(logging.INFO)
-    return handler
-
-
-def _detach_log(handler: logging.Handler) -> None:
-    for name in ("nestbench", "lightning", "lightning.pytorch"):
-        logging.getLogger(name).removeHandler(handler)
-    handler.close()
-
-
 def resolve_data_dir(cfg: DictConfig) -> Path:
     """The data folder of the run: ``cfg.data``, or the embedded corpus (made on first use)."""
     if cfg.data is not None:
@@ -130,232 +119,293 @@ def resolve_data_dir(cfg: DictConfig) -> Path:
     return ensure_embedded_corpus(size=str(cfg.data_size))
 
 
+def check_layers(cfg: DictConfig, encoder) -> list[int] | None:
+    """``cache.layers`` checked against the encoder (ConfigError naming the key otherwise)."""
+    n = encoder.num_layers + 1
+    layers = None if cfg.cache.layers is None else list(cfg.cache.layers)
+    bad = [i for i in layers or [] if not 0 <= i < n]
+    if bad or layers == []:
+        raise ConfigError(
+            f"cache.layers: {layers} is not a non-empty list of hidden-state indices of "
+            f"{encoder.name} (0..{n - 1})"
+        )
+    inputs = n if layers is None else len(layers)
+    layer = cfg.featurizer.layer
+    if layer is not None and not -inputs <= layer < inputs:
+        raise ConfigError(f"featurizer.layer: {layer} out of range for {inputs} inputs")
+    return layers
+
+
+class TaskData(L.LightningDataModule):
+    """The examples of every split as DataLoaders, and the feature cache they read in frozen
+    mode (filled in :meth:`prepare_data`: once per node, on its first process).
+
+    ``split`` selects what ``val_dataloader`` serves: the dev split during fit, then each eval
+    split in turn.
+    """
+
+    def __init__(self, cfg: DictConfig, task: Task, examples: dict[str, list[dict]], encoder):
+        super().__init__()
+        self.cfg, self.task, self.examples, self.encoder = cfg, task, examples, encoder
+        self.split = task.dev_split
+        self.layers = check_layers(cfg, encoder)
+        self.cache = None
+        if cfg.mode == "frozen" and cfg.cache.enabled:
+            root = Path(cfg.cache.root) if cfg.cache.root else default_cache_root() / "features"
+            self.cache = FeatureCache(
+                root,
+                encoder.identity(),
+                layers=self.layers,
+                preprocessing={"sample_rate": encoder.sample_rate},
+            )
+        self.cache_seconds: float | None = None
+        self._filled = False
+
+    def prepare_data(self) -> None:
+        if self.cache is None or self._filled:
+            return
+        t = time.perf_counter()
+        device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
+        items = [it for split in self.examples.values() for it in split]
+        computed = self.cache.build(
+            items,
+            self.encoder.to(device),
+            device=device,
+            batch_seconds=self.cfg.cache.batch_seconds,
+            progress=self.cfg.trainer.progress,
+        )
+        self.encoder.cpu()
+        self._filled = True
+        self.cache_seconds = time.perf_counter() - t
+        log.info(
+            "feature cache %s: %d of %d examples computed", self.cache.dir, computed, len(items)
+        )
+
+    def loader(self, examples: list[dict], train: bool) -> torch.utils.data.DataLoader:
+        t = self.cfg.trainer
+        ds = RecordDataset(
+            examples,
+            self.task,
+            self.cache,
+            self.encoder.frame_shift,
+            crop_seconds=self.task.crop_seconds,
+            train=train,
+            seed=self.cfg.seed,
+            sample_rate=self.encoder.sample_rate,
+        )
+        trainer = self.trainer
+        sampler = BucketBatchSampler(
+            ds.durations(),
+            batch_size=t.batch_size,
+            batch_seconds=t.batch_seconds,
+            seed=self.cfg.seed,
+            shuffle=train,
+            drop_last=train,
+            rank=trainer.global_rank if trainer else 0,
+            world_size=trainer.world_size if trainer else 1,
+        )
+        return torch.utils.data.DataLoader(
+            ds,
+            batch_sampler=sampler,
+            num_workers=t.num_workers,
+            collate_fn=partial(collate, task=self.task),
+        )
+
+    def train_dataloader(self):
+        return self.loader(self.examples["train"], train=True)
+
+    def val_dataloader(self):
+        return self.loader(self.examples[self.split], train=False)
+
+
 class Run:
-    """A prepared run; :meth:`execute` trains, evaluates and writes the result."""
+    """A prepared run; :meth:`execute` runs its steps and writes the result."""
 
     def __init__(self, cfg: DictConfig, force: bool = False):
         self.cfg = cfg
         self.force = force
-        self.task = get_task(cfg.task)(cfg)
+        self.task: Task = get_task(cfg.task)(cfg)
         self.id = run_id(cfg)
         self.dir = Path(str(cfg.out)).expanduser() / cfg.task / self.id
         self.result_path = self.dir / "result.json"
+        self.timings: dict[str, float] = {}
+        self.is_global_zero = True
 
     @property
     def finished(self) -> bool:
         return self.result_path.is_file()
 
-    def execute(self) -> dict:
-        cfg, task = self.cfg, self.task
+    def execute(self) -> RunResult | None:
+        """Run every step; the result on global rank 0, None on other DDP ranks."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-        handler = _attach_log(self.dir)
+        (self.dir / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg))
+        handler = attach_log(self.dir / "run.log")
         try:
-            return self._execute(cfg, task)
+            t0 = time.perf_counter()
+            L.seed_everything(self.cfg.seed, workers=True, verbose=False)
+            data = self.load_data()
+            model = self.build_model(data)
+            trainer, ckpt = self.make_trainer()
+            self.fit(trainer, model, data, ckpt)
+            metrics = self.evaluate(trainer, model, data)
+            self.is_global_zero = trainer.is_global_zero
+            if not trainer.is_global_zero:
+                return None
+            self.timings["total"] = time.perf_counter() - t0
+            return self.write_result(model, data, metrics, ckpt)
         finally:
-            _detach_log(handler)
+            detach_log(handler)
 
-    def _execute(self, cfg, task) -> dict:
-        import lightning as L
-        from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-        from lightning.pytorch.loggers import CSVLogger
+    # -- the steps ---------------------------------------------------------------------------
 
-        timings: dict[str, float] = {}
-        t0 = time.perf_counter()
-        L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-        data_dir = resolve_data_dir(cfg)
-        splits = task.load(data_dir)
+    def load_data(self) -> TaskData:
+        """Encoder, task setup (frame rate, run folder), records and examples of every split."""
+        cfg, task = self.cfg, self.task
+        t = time.perf_counter()
+        self.data_dir = resolve_data_dir(cfg)
+        self.encoder = load_encoder(cfg.encoder.spec, **OmegaConf.to_container(cfg.encoder.kwargs))
+        layers = check_layers(cfg, self.encoder)
+        self.info = EncoderInfo.of(self.encoder, None if layers is None else len(layers))
+        task.setup(self.info, self.dir)
+        splits = task.load(self.data_dir)
+        task.check_splits(splits)
+        examples = {s: task.examples(s, splits[s]) for s in task.splits}
         log.info(
             "run %s: task %s on %s (%s)",
             self.id,
             cfg.task,
-            data_dir,
-            ", ".join(f"{k} {len(v)}" for k, v in splits.items()),
+            self.data_dir,
+            ", ".join(
+                f"{s} {len(splits[s])} records, {len(examples[s])} examples" for s in examples
+            ),
         )
-        encoder = load_encoder(str(cfg.encoder.spec), **OmegaConf.to_container(cfg.encoder.kwargs))
-        accelerator = str(cfg.trainer.accelerator)
-        device = (
-            "cuda"
-            if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available()
-            else "cpu"
-        )
-        timings["load"] = time.perf_counter() - t0
+        self.timings["load"] = time.perf_counter() - t
+        return TaskData(cfg, task, examples, self.encoder)
 
-        layers = None if cfg.cache.layers is None else list(cfg.cache.layers)
-        cache = None
-        if cfg.mode == "frozen" and cfg.cache.enabled:
-            t = time.perf_counter()
-            root = (
-                Path(str(cfg.cache.root)) if cfg.cache.root else default_cache_root() / "features"
-            )
-            cache = FeatureCache(
-                root,
-                encoder.identity(),
-                layers=layers,
-                preprocessing={"sample_rate": encoder.sample_rate},
-            )
-            all_items = [it for items in splits.values() for it in items]
-            computed = cache.build(
-                all_items,
-                encoder.to(device),
-                device=device,
-                batch_seconds=float(cfg.cache.batch_seconds),
-                progress=bool(cfg.trainer.progress),
-            )
-            timings["cache"] = time.perf_counter() - t
-            log.info(
-                "feature cache %s: %d of %d utterances computed",
-                cache.dir,
-                computed,
-                len(all_items),
-            )
-            encoder = encoder.cpu()
-
-        n_inputs = len(layers) if layers is not None else encoder.num_layers + 1
+    def build_model(self, data: TaskData) -> DownstreamModel:
+        cfg = self.cfg
         featurizer = Featurizer(
-            n_inputs,
-            encoder.hidden_size,
+            self.info.num_inputs,
+            self.info.hidden_size,
             layer=cfg.featurizer.layer,
-            layer_norm=bool(cfg.featurizer.layer_norm),
+            layer_norm=cfg.featurizer.layer_norm,
         )
-        head = task.build_head(encoder.hidden_size, encoder.frame_shift)
+        head = self.task.build_head(self.info)
+        encoder = None if data.cache is not None else self.encoder
         if cfg.optim.gradient_checkpointing and cfg.mode == "finetune":
             if not hasattr(encoder, "set_gradient_checkpointing"):
-                raise ValueError(
-                    f"encoder {cfg.encoder.spec} does not support gradient checkpointing"
+                raise ConfigError(
+                    f"optim.gradient_checkpointing: encoder {cfg.encoder.spec} does not support it"
                 )
             encoder.set_gradient_checkpointing(True)
         model = DownstreamModel(
-            task,
+            self.task,
             featurizer,
             head,
-            None if cache is not None else encoder,
-            str(cfg.mode),
+            encoder,
+            cfg.mode,
             cfg.optim,
-            dev_items=splits["dev"],
-            cache_layers=layers,
+            eval_examples=data.examples,
+            cache_layers=data.layers,
+            out_dir=self.dir,
         )
+        model.train()  # the encoder too in finetune mode (load_encoder returns eval mode)
+        self.initial_weights = [round(float(w), 6) for w in featurizer.weights()]
+        return model
 
-        def loader(items, train: bool):
-            ds = RecordDataset(
-                items,
-                task,
-                cache,
-                encoder.frame_shift,
-                crop_seconds=task.crop_seconds,
-                train=train,
-                seed=int(cfg.seed),
-                sort_by_duration=not train,
-            )
-            return torch.utils.data.DataLoader(
-                ds,
-                batch_size=int(cfg.trainer.batch_size),
-                shuffle=train,
-                num_workers=int(cfg.trainer.num_workers),
-                collate_fn=partial(collate, task=task),
-            )
+    def make_trainer(self):
+        from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+        from lightning.pytorch.loggers import CSVLogger
 
-        precision = cfg.trainer.precision
-        if precision == "auto":
-            precision = "bf16-mixed" if device == "cuda" else "32-true"
-        devices = cfg.trainer.devices
-        n_dev = torch.cuda.device_count() if devices == "auto" and device == "cuda" else devices
-        strategy = (
-            "ddp"
-            if isinstance(n_dev, int) and n_dev > 1 or int(cfg.trainer.num_nodes) > 1
-            else "auto"
-        )
-        monitor = f"dev/{task.primary_metric}"
+        t, task = self.cfg.trainer, self.task
+        monitor = f"{task.dev_split}/{task.primary_metric}"
+        mode = "min" if task.lower_is_better else "max"
         ckpt = ModelCheckpoint(
             dirpath=self.dir / "checkpoints",
             monitor=monitor,
-            mode="min" if task.lower_is_better else "max",
+            mode=mode,
             save_top_k=1,
             filename="best",
             save_weights_only=True,
         )
         trainer = L.Trainer(
-            max_epochs=int(cfg.trainer.max_epochs),
-            accelerator=accelerator,
-            devices=devices,
-            num_nodes=int(cfg.trainer.num_nodes),
-            strategy=strategy,
-            precision=precision,
-            callbacks=[
-                ckpt,
-                EarlyStopping(
-                    monitor=monitor,
-                    patience=int(cfg.trainer.patience),
-                    mode="min" if task.lower_is_better else "max",
-                ),
-            ],
+            max_epochs=t.max_epochs,
+            **trainer_settings(t),
+            callbacks=[ckpt, EarlyStopping(monitor=monitor, patience=t.patience, mode=mode)],
             logger=CSVLogger(self.dir, name="logs", version=""),
-            enable_progress_bar=bool(cfg.trainer.progress),
+            enable_progress_bar=t.progress,
             enable_model_summary=False,
-            gradient_clip_val=float(cfg.trainer.gradient_clip_val),
-            log_every_n_steps=int(cfg.trainer.log_every_n_steps),
+            gradient_clip_val=t.gradient_clip_val,
+            log_every_n_steps=t.log_every_n_steps,
             num_sanity_val_steps=0,
+            use_distributed_sampler=False,  # BucketBatchSampler deals batches to ranks
             deterministic=False,
         )
-        model.train()  # the encoder too in finetune mode (load_encoder returns eval mode)
-        weights_before = model.layer_weights()
+        return trainer, ckpt
+
+    def fit(self, trainer, model: DownstreamModel, data: TaskData, ckpt) -> None:
+        """Train, then load the best checkpoint (by the dev metric) into ``model``."""
         t = time.perf_counter()
-        trainer.fit(model, loader(splits["train"], True), loader(splits["dev"], False))
-        timings["train"] = time.perf_counter() - t
-        if not trainer.is_global_zero:
-            return {}
-        if ckpt.best_model_path:
-            state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)
+        data.split = model.eval_split = self.task.dev_split
+        trainer.fit(model, datamodule=data)
+        self.timings["train"] = time.perf_counter() - t - (data.cache_seconds or 0.0)
+        if data.cache_seconds is not None:
+            self.timings["cache"] = data.cache_seconds
+        trainer.strategy.barrier()
+        self.checkpoint = ckpt.best_model_path or None
+        if self.checkpoint:
+            state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
             model.load_state_dict(state["state_dict"])
-        model = model.to(device).eval()
 
-        def predict(records):
-            out: list = [None] * len(records)
-            with torch.inference_mode():
-                for batch in loader(records, False):
-                    idx = batch.pop("index").tolist()
-                    batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-                    for i, o in zip(idx, model.predict_outputs(batch), strict=True):
-                        out[i] = o
-            return out
-
+    def evaluate(self, trainer, model: DownstreamModel, data: TaskData) -> dict:
+        """Every eval split through the validation loop (the dev split's path): split -> scores."""
         t = time.perf_counter()
-        metrics = task.evaluate("test", predict, self.dir)
-        timings["test"] = time.perf_counter() - t
-        timings["total"] = time.perf_counter() - t0
-        result = {
-            "task": cfg.task,
-            "encoder": str(cfg.encoder.spec),
-            "mode": str(cfg.mode),
-            "seed": int(cfg.seed),
-            "run_id": self.id,
-            "primary_metric": task.primary_metric,
-            "lower_is_better": task.lower_is_better,
-            "metrics": metrics,
-            "layer_weights": {
-                "initial": weights_before,
-                "final": model.layer_weights(),
-                "layers": layers if layers is not None else list(range(n_inputs)),
+        for split in self.task.eval_splits:
+            data.split = model.eval_split = split
+            trainer.validate(model, datamodule=data, verbose=False)
+        self.timings["evaluate"] = time.perf_counter() - t
+        return {s: model.split_metrics[s] for s in self.task.eval_splits}
+
+    def write_result(self, model, data: TaskData, metrics: dict, ckpt) -> RunResult:
+        cfg, task, enc = self.cfg, self.task, self.encoder
+        n = self.info.num_inputs
+        result = RunResult(
+            task=cfg.task,
+            encoder=str(cfg.encoder.spec),
+            mode=str(cfg.mode),
+            seed=cfg.seed,
+            run_id=self.id,
+            primary_metric=task.primary_metric,
+            lower_is_better=task.lower_is_better,
+            metrics=metrics,
+            eval_splits=list(task.eval_splits),
+            dev_split=task.dev_split,
+            dev_history=model.dev_history,
+            best_epoch=_best_epoch(model.dev_history, task),
+            layer_weights={
+                "initial": self.initial_weights,
+                "final": model.layer_report()["weights"],
+                **{k: v for k, v in model.layer_report().items() if k != "weights"},
+                "layers": data.layers if data.layers is not None else list(range(n)),
             },
-            "dev_history": model.dev_history,
-            "best_epoch": _best_epoch(model.dev_history, task),
-            "encoder_info": {
-                "name": encoder.name,
-                "num_layers": encoder.num_layers,
-                "hidden_size": encoder.hidden_size,
-                "frame_shift": encoder.frame_shift,
-                "identity": encoder.identity(),
+            encoder_info={
+                "name": enc.name,
+                "num_layers": enc.num_layers,
+                "hidden_size": enc.hidden_size,
+                "frame_shift": enc.frame_shift,
+                "identity": enc.identity(),
             },
-            "data": str(data_dir),
-            "cache": str(cache.dir) if cache else None,
-            "timings_s": {k: round(v, 2) for k, v in timings.items()},
-            "config": OmegaConf.to_container(cfg, resolve=True),
-            "versions": _versions(),
-            "git_revision": _git_revision(),
-            "device": device,
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-        write_json_atomic(self.result_path, result)
+            data=str(self.data_dir),
+            cache=str(data.cache.dir) if data.cache else None,
+            checkpoint=self.checkpoint,
+            timings_s={k: round(v, 2) for k, v in self.timings.items()},
+            config=OmegaConf.to_container(cfg, resolve=True),
+            versions=_versions(),
+            git_revision=_git_revision(),
+            device=str(model.device),
+            finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        )
+        result.write(self.result_path)
         return result
 
 
@@ -368,11 +418,12 @@ def _best_epoch(history: list[dict], task) -> int | None:
 
 def run(
     task: str, overrides: list[str] | None = None, force: bool = False, **explicit
-) -> tuple[Run, dict | None]:
+) -> tuple[Run, RunResult | None]:
     """Resolve the config, then run unless a finished result exists (``force`` re-runs, keeping
     the earlier ``result.json`` as ``result.<time>.json``).
 
-    Returns (run, result); result is None when the run was skipped.
+    Returns (run, result); result is None when the run was skipped (and on DDP ranks other than
+    0: ``run.is_global_zero`` tells which).
     """
     cfg = resolve_run_config(task, overrides, **explicit)
     r = Run(cfg, force=force)

@@ -1,30 +1,39 @@
 """The Task contract and the task registry.
 
-A task (a folder under ``tasks/``, installed as ``nestbench.tasks.<name>``, or a third-party class
-registered under the entry-point group ``nestbench.tasks``) declares its name, the manifest fields
-it needs, its primary metric and whether lower is better, and implements:
+A task (a folder under ``tasks/``, installed as ``nestbench.tasks.<name>``; a third-party class
+registered under the entry-point group ``nestbench.tasks``; or a class given to
+:func:`register_task`) declares its ``name``, the manifest fields it ``needs``, its
+``primary_metric`` and whether lower is better, its ``eval_splits`` (one or more test sets) and
+the schema of its config section (``config_schema``, a dataclass for ``cfg.<name>``). The runner
+calls, in this order:
 
-- ``load(data_dir) -> dict[str, list[dict]]``: the ``train``/``dev``/``test`` records (manifest
-  dicts with absolute ``audio_filepath``), after reading whatever else it needs (trials, RTTM);
-- ``build_head(hidden_size, frame_shift) -> nn.Module``;
-- ``target(item, start, duration)``: the training target of a record, for the crop
-  ``[start, start + duration)`` seconds (``duration`` None: to the end);
-- ``collate_targets(targets)``: batch them;
-- ``loss(head, x [B, T, D], lengths [B], targets) -> scalar``;
-- ``predict(head, x [B, T, D], lengths [B]) -> list`` of per-utterance outputs (embeddings,
-  logits, ...);
-- ``evaluate(split, predict, out_dir) -> dict`` of metrics: ``predict(records)`` returns the
-  outputs for any records, so the task can score trials, use a training cohort, etc.; with
-  ``out_dir`` it also writes its predictions in the task's native format there.
+1. ``setup(info, run_dir)``: the encoder's :class:`EncoderInfo` (frame rate, hidden size, layer
+   count) and the run folder, before any data is read, so that what the task fits on the
+   training split (a sentencepiece model, a label map) can be saved there and a frame-level
+   target knows its frame rate;
+2. ``load(data_dir) -> {split: records}`` with ``train``, ``dev`` and every eval split (manifest
+   dicts with absolute ``audio_filepath``), after reading whatever else it needs (trials, RTTM);
+3. ``examples(split, records)``: what the model sees for a split. By default the records
+   themselves, or with ``window = (length, hop)`` their windows (:mod:`nestbench.windows`), so a
+   long recording is never one tensor; a task may add records it needs for scoring (SV: the
+   training speakers for its cohort);
+4. ``build_head(info) -> nn.Module``;
+5. training: ``target(example, start, duration)`` for the (cropped) example, ``collate_targets``,
+   ``loss(head, x [B, T, D], lengths [B], targets)``;
+6. prediction, one path for dev and every eval split (the same loader, device and precision):
+   ``predict(head, x, lengths) -> list`` of per-example outputs, then
+   ``evaluate(split, examples, outputs, out_dir) -> {metric: Score | number}``, with ``outputs``
+   aligned to ``examples``; with ``out_dir`` the task also writes its predictions there in its
+   field's native format.
 
-Every task meets every encoder through the featurizer's [B, T, D] output: utterance-level tasks pool
-over T, sequence tasks decode over T, frame-level tasks predict per frame (frame rate from
-``frame_shift``).
+Every task meets every encoder through the featurizer's [B, T, D] output: utterance-level tasks
+pool over T, sequence tasks decode over T, frame-level tasks predict per frame.
 """
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -32,12 +41,47 @@ from typing import Any
 import torch
 from torch import nn
 
+from nestbench.windows import cut_windows
+
 TASK_ENTRY_POINT_GROUP = "nestbench.tasks"
 BUILTIN_TASKS = {"sv": "nestbench.tasks.sv:SVTask"}
+_REGISTERED: dict[str, type] = {}
 
 
 class TaskError(ValueError):
     """A task that cannot run on the data given (missing files, unknown utterances, ...)."""
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """What a task may know of the encoder (never the encoder itself)."""
+
+    name: str
+    sample_rate: int
+    frame_shift: int  # input samples per output frame
+    hidden_size: int  # D
+    num_layers: int  # L (the encoder gives L + 1 hidden states)
+    num_inputs: int  # hidden states the featurizer combines (L + 1, or the cached selection)
+
+    @property
+    def frame_rate(self) -> float:
+        """Output frames per second (12.5 for NEST's 80 ms frames)."""
+        return self.sample_rate / self.frame_shift
+
+    @property
+    def frame_seconds(self) -> float:
+        return self.frame_shift / self.sample_rate
+
+    @classmethod
+    def of(cls, encoder, num_inputs: int | None = None) -> EncoderInfo:
+        return cls(
+            name=str(encoder.name),
+            sample_rate=int(encoder.sample_rate),
+            frame_shift=int(encoder.frame_shift),
+            hidden_size=int(encoder.hidden_size),
+            num_layers=int(encoder.num_layers),
+            num_inputs=int(encoder.num_layers + 1 if num_inputs is None else num_inputs),
+        )
 
 
 class Task:
@@ -47,16 +91,42 @@ class Task:
     needs: tuple[str, ...] = ("audio_filepath",)
     primary_metric: str = ""
     lower_is_better: bool = True
-    #: Training crops, seconds (None: whole utterances). Evaluation always uses whole utterances.
+    #: The split that selects the best epoch, and the splits reported as results.
+    dev_split: str = "dev"
+    eval_splits: tuple[str, ...] = ("test",)
+    #: A dataclass typing this task's config section ``cfg.<name>`` (None: untyped).
+    config_schema: type | None = None
+    #: Random training crops, seconds (None: whole examples). Evaluation uses whole examples.
     crop_seconds: float | None = None
+    #: (length, hop) seconds: every record is cut into windows (None: records are used whole).
+    window: tuple[float, float] | None = None
 
     def __init__(self, cfg):
         self.cfg = cfg
+        self.info: EncoderInfo | None = None
+        self.run_dir: Path | None = None
+
+    @property
+    def opts(self):
+        """This task's config section (``cfg.<name>``)."""
+        return self.cfg[self.name] if self.name in self.cfg else None
+
+    def setup(self, info: EncoderInfo, run_dir: Path) -> None:
+        self.info, self.run_dir = info, Path(run_dir)
 
     def load(self, data_dir: Path) -> dict[str, list[dict]]:
         raise NotImplementedError
 
-    def build_head(self, hidden_size: int, frame_shift: int) -> nn.Module:
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return ("train", self.dev_split, *self.eval_splits)
+
+    def examples(self, split: str, records: list[dict]) -> list[dict]:
+        if self.window is None:
+            return records
+        return cut_windows(records, *self.window)
+
+    def build_head(self, info: EncoderInfo) -> nn.Module:
         raise NotImplementedError
 
     def target(self, item: dict, start: float, duration: float | None) -> Any:
@@ -73,7 +143,9 @@ class Task:
     def predict(self, head: nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> list[Any]:
         raise NotImplementedError
 
-    def evaluate(self, split: str, predict, out_dir: Path | None = None) -> dict:
+    def evaluate(
+        self, split: str, examples: list[dict], outputs: list, out_dir: Path | None = None
+    ) -> dict:
         raise NotImplementedError
 
     def check_items(self, split: str, items: list[dict], source: str) -> None:
@@ -86,12 +158,37 @@ class Task:
                     f"{', '.join(missing)} (the {self.name} task needs {', '.join(self.needs)})"
                 )
 
+    def check_splits(self, splits: dict[str, list[dict]]) -> None:
+        """Raise TaskError when ``load`` did not give every split the task declares."""
+        missing = [s for s in self.splits if not splits.get(s)]
+        if missing:
+            raise TaskError(
+                f"task {self.name}: no records for the {', '.join(missing)} split(s) "
+                f"(it needs {', '.join(self.splits)})"
+            )
 
-def available_tasks() -> dict[str, str]:
-    """Task name -> ``module:Class`` for built-in tasks and the ``nestbench.tasks`` entry points."""
-    found = dict(BUILTIN_TASKS)
+
+def register_task(name: str, cls: type[Task] | str) -> None:
+    """Register a task class (or a ``module:Class`` string) under ``name`` for this process;
+    it takes precedence over built-in tasks and entry points of the same name."""
+    if not name or not isinstance(name, str):
+        raise TaskError(f"a task name must be a non-empty string, got {name!r}")
+    if not isinstance(cls, str) and not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise TaskError(f"register_task({name!r}, ...): expected a Task subclass, got {cls!r}")
+    _REGISTERED[name] = cls
+
+
+def unregister_task(name: str) -> None:
+    _REGISTERED.pop(name, None)
+
+
+def available_tasks() -> dict[str, str | type]:
+    """Task name -> ``module:Class`` (or the class) for registered, built-in and entry-point
+    tasks."""
+    found: dict[str, str | type] = dict(BUILTIN_TASKS)
     for ep in entry_points(group=TASK_ENTRY_POINT_GROUP):
         found.setdefault(ep.name, ep.value)
+    found.update(_REGISTERED)
     return found
 
 
@@ -100,5 +197,14 @@ def get_task(name: str) -> type[Task]:
     tasks = available_tasks()
     if name not in tasks:
         raise TaskError(f"unknown task {name!r}; valid tasks: {', '.join(sorted(tasks))}")
-    module, _, attr = tasks[name].partition(":")
-    return getattr(importlib.import_module(module), attr)
+    target = tasks[name]
+    if not isinstance(target, str):
+        return target
+    module, _, attr = target.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise TaskError(f"task {name!r}: cannot import {target} ({e})") from e
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise TaskError(f"task {name!r}: {target} is not a nestbench.task.Task subclass")
+    return cls

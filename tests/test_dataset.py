@@ -1,10 +1,11 @@
 """The record dataset: training crops change every epoch and match their targets; evaluation
-order is shortest first but indices stay those of the records."""
+batches come shortest first from the bucket sampler, indices stay those of the records."""
 
 import numpy as np
 import torch
 
 from nestbench.dataset import RecordDataset, collate
+from nestbench.sampler import BucketBatchSampler
 
 
 class _Task:
@@ -44,9 +45,16 @@ def test_crops_change_with_the_epoch_and_targets_follow(tmp_path):
 
 def test_evaluation_order_and_padding(tmp_path):
     items = _items(tmp_path)
-    ds = RecordDataset(items, _Task(), None, 160, sort_by_duration=True)
-    assert [ds[i]["index"] for i in range(3)] == [1, 2, 0]
-    batch = collate([ds[i] for i in range(3)])
+    ds = RecordDataset(items, _Task(), None, 160)
+    assert ds.durations() == [2.0, 0.5, 1.0]
+    assert RecordDataset(items, _Task(), None, 160, 0.75, train=True).durations() == [
+        0.75,
+        0.5,
+        0.75,
+    ]
+    (order,) = list(BucketBatchSampler(ds.durations(), batch_size=3, shuffle=False))
+    assert order == [1, 2, 0]
+    batch = collate([ds[i] for i in order])
     assert batch["index"].tolist() == [1, 2, 0]
     assert batch["wav_lens"].tolist() == [8000, 16000, 32000]
     assert torch.all(batch["wav"][0, 8000:] == 0) and "target" not in batch

@@ -59,4 +59,4 @@ def test_finetune_trains_the_encoder_after_its_frozen_steps(
     assert trained.keys() == initial.keys()
     moved = max(float((trained[k].float() - initial[k].float()).abs().max()) for k in initial)
     assert (moved > 1e-6) == changes, moved
-    assert result["mode"] == "finetune"
+    assert result.mode == "finetune"

@@ -66,7 +66,7 @@ def test_frozen_cache_used_once_across_epochs_and_seeds(tmp_path, sv_data):
     CountingEncoder.total = 0
     r, result = _run(tmp_path, sv_data)
     assert CountingEncoder.total == n_utts  # 3 epochs, 1 encoder call per utterance
-    assert result["config"]["trainer"]["max_epochs"] == 3
+    assert result.config["trainer"]["max_epochs"] == 3
     r2, result2 = _run(tmp_path, sv_data, seed=1)
     assert CountingEncoder.total == n_utts  # another seed: all features from the cache
     assert r2.id != r.id
@@ -74,8 +74,9 @@ def test_frozen_cache_used_once_across_epochs_and_seeds(tmp_path, sv_data):
     assert CountingEncoder.total == 2 * n_utts  # a changed encoder rebuilds the cache
 
     files = {p.name for p in r.dir.iterdir()}
-    assert {"result.json", "scores.txt", "run.log", "config.yaml"} <= files
+    assert {"result.json", "test_scores.txt", "run.log", "config.yaml"} <= files
     saved = json.loads(r.result_path.read_text())
+    assert saved["schema"] == 1 and saved["eval_splits"] == ["test"]
     for key in (
         "task",
         "encoder",
@@ -89,19 +90,21 @@ def test_frozen_cache_used_once_across_epochs_and_seeds(tmp_path, sv_data):
         "git_revision",
     ):
         assert key in saved
-    m = saved["metrics"]
-    assert 0 <= m["eer"] <= 100 and m["eer_ci95"][0] <= m["eer"] <= m["eer_ci95"][1]
+    m = saved["metrics"]["test"]
+    eer = m["eer"]
+    assert 0 <= eer["value"] <= 100 and eer["ci95"][0] <= eer["value"] <= eer["ci95"][1]
     assert {"min_dcf_0.01", "min_dcf_0.05", "eer_asnorm"} <= set(m)
-    lines = (r.dir / "scores.txt").read_text().splitlines()
+    assert all(set(v) <= {"value", "ci95"} for v in m.values())
+    lines = (r.dir / "test_scores.txt").read_text().splitlines()
     assert lines[0].startswith("# enroll test label score")
-    assert len(lines) - 1 == m["num_trials"] == 66
+    assert len(lines) - 1 == m["num_trials"]["value"] == 66
     assert lines[1].split()[2] in ("0", "1")
 
 
 def test_layer_weights_learn_frozen_and_finetuned(tmp_path, sv_data):
     for mode in ("frozen", "finetune"):
         _, result = _run(tmp_path, sv_data, mode=mode)
-        w = result["layer_weights"]
+        w = result.layer_weights
         assert w["initial"] == pytest.approx([1 / 3] * 3)
         assert max(abs(a - b) for a, b in zip(w["final"], w["initial"], strict=True)) > 1e-3, mode
         assert sum(w["final"]) == pytest.approx(1.0, abs=1e-5)
@@ -196,6 +199,7 @@ def test_ddp_on_two_cpu_processes(tmp_path, sv_data):
     assert "Starting with 2 processes" in proc.stderr + proc.stdout
     result = json.loads(next((tmp_path / "runs" / "sv").glob("*/result.json")).read_text())
     assert result["config"]["trainer"]["devices"] == 2 and len(result["dev_history"]) == 2
+    assert result["metrics"]["test"]["eer"]["value"] >= 0
 
 
 def test_interrupted_run_leaves_no_result_and_is_redone(tmp_path, sv_data, monkeypatch):

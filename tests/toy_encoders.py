@@ -84,3 +84,32 @@ def not_an_encoder() -> dict:
 def module_without_contract() -> nn.Module:
     """Broken factory: a module without the contract attributes."""
     return nn.Linear(2, 2)
+
+
+class SpectralEncoder(Encoder):
+    """Log-magnitude spectra of 320-sample frames (20 ms, 50 frames/s), a fixed random projection
+    and L residual layers: energy and frequency are linearly readable, as in a real encoder's
+    features (the raw-sample projection of FramesEncoder is blind to loudness). Padding
+    invariant (frame by frame)."""
+
+    frame_shift = 320
+
+    def __init__(self, num_layers: int = 2, hidden_size: int = 16, name: str = "toy-spectral"):
+        super().__init__()
+        self.name, self.num_layers, self.hidden_size = name, num_layers, hidden_size
+        g = torch.Generator().manual_seed(0)
+        self.proj = nn.Linear(161, hidden_size)
+        self.layers = nn.ModuleList(nn.Linear(hidden_size, hidden_size) for _ in range(num_layers))
+        for p in self.parameters():
+            nn.init.normal_(p, std=0.3, generator=g)
+
+    def forward(self, wav, wav_lens) -> EncoderOutput:
+        T = wav.shape[1] // 320
+        frames = wav[:, : T * 320].reshape(wav.shape[0], T, 320)
+        spec = torch.log1p(10 * torch.fft.rfft(frames, dim=-1).abs())  # [B, T, 161]
+        lens = wav_lens // 320
+        mask = (torch.arange(T, device=wav.device)[None] < lens[:, None]).unsqueeze(-1)
+        h = [self.proj(spec) * mask]
+        for layer in self.layers:
+            h.append((h[-1] + torch.tanh(layer(h[-1]))) * mask)
+        return EncoderOutput(tuple(h), lens)

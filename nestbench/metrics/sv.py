@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from nestbench.metrics.base import bootstrap_interval
+
 
 def _as_arrays(scores, labels) -> tuple[np.ndarray, np.ndarray]:
     s = np.asarray(scores, dtype=np.float64).ravel()
@@ -102,24 +104,21 @@ def bootstrap_eer(
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of the EER, resampling trials with replacement.
 
-    Vectorised: each resample is a row of multinomial trial counts, so the N trials are sorted
-    once. Target and non-target trials are resampled separately (stratified), keeping both classes
-    present in every resample.
+    Goes through the shared :func:`nestbench.metrics.base.bootstrap_interval`, stratified by
+    label (target and non-target trials resampled separately, so both classes are present in
+    every resample). Vectorised: each resample is a row of trial multiplicities, and the trials
+    are sorted once per chunk of resamples.
 
     Returns:
         (low, high) bounds of the ``confidence`` interval.
     """
     s, y = _as_arrays(scores, labels)
-    rng = np.random.default_rng(seed)
-    weights = np.zeros((n_resamples, s.size))
-    for cls in (True, False):
-        idx = np.flatnonzero(y == cls)
-        weights[:, idx] = rng.multinomial(idx.size, np.full(idx.size, 1.0 / idx.size), n_resamples)
-    tp, fp, _ = _roc_counts(s, y, weights)
-    eers = _eer_from_rates(fp / fp[:, -1:], 1.0 - tp / tp[:, -1:])
-    alpha = (1.0 - confidence) / 2
-    low, high = np.quantile(eers, [alpha, 1.0 - alpha])
-    return float(low), float(high)
+
+    def statistic(weights: np.ndarray) -> np.ndarray:
+        tp, fp, _ = _roc_counts(s, y, weights)
+        return _eer_from_rates(fp / fp[:, -1:], 1.0 - tp / tp[:, -1:])
+
+    return bootstrap_interval(statistic, s.size, n_resamples, confidence, seed, strata=y)
 
 
 def cosine_scores(enroll: np.ndarray, test: np.ndarray) -> np.ndarray:

@@ -4,8 +4,8 @@
   and splits longer than ``max_duration`` into equal consecutive chunks (``offset`` and
   ``duration`` of the segment), so long recordings (diarization sessions) are used whole;
 - :class:`AudioDataset` reads one record's audio (``nestbench.audio.load_item``);
-- :class:`BucketBatchSampler` shuffles per epoch from a seed, groups utterances of similar length
-  (less padding) and deals the batches to DDP ranks itself (every rank gets as many);
+- batches come from :class:`nestbench.sampler.BucketBatchSampler` (shared with task runs and the
+  feature cache): shuffled per epoch from a seed, similar lengths together, dealt to DDP ranks;
 - :class:`NoiseBank` gives each batch noise rows read from a noise manifest (random segments);
 - :func:`collate` pads a batch into ``{"audio" [B, S], "audio_len" [B]}``
   (plus ``"noise"``, ``"noise_len"`` when noise is read from files).
@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 from nestbench.audio import collate_audio, load_item
 from nestbench.data.manifest import read_manifest
+from nestbench.sampler import BucketBatchSampler
+
+__all__ = ["AudioDataset", "BucketBatchSampler", "Collate", "NoiseBank", "load_records"]
 
 
 def load_records(
@@ -71,84 +74,6 @@ class AudioDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor]:
         return i, load_item(self.records[i])
-
-
-class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
-    """Length-bucketed random batches, split across DDP ranks.
-
-    Each epoch (``set_epoch``, which Lightning calls): shuffle with ``seed + epoch``, cut into
-    pools of ``bucket_batches * batch_size`` utterances, sort each pool by duration, cut into
-    batches, shuffle the batches; rank r of W takes batches r, r+W, ... of the first
-    ``W * floor(n / W)`` (``drop_last``) or of all batches repeated up to a multiple of W.
-    With ``shuffle=False``: batches in duration order, no randomness. ``fixed=True`` ignores
-    ``set_epoch`` (the same random order every time: a representative, stable validation subset
-    under ``limit_val_batches``).
-    """
-
-    def __init__(
-        self,
-        durations: Sequence[float],
-        batch_size: int,
-        seed: int = 0,
-        shuffle: bool = True,
-        drop_last: bool = True,
-        bucket_batches: int = 50,
-        rank: int = 0,
-        world_size: int = 1,
-        fixed: bool = False,
-    ):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.durations = list(durations)
-        self.batch_size = batch_size
-        self.seed = seed
-        self.shuffle = shuffle
-        self.drop_last = drop_last
-        self.bucket_batches = max(1, bucket_batches)
-        self.rank = rank
-        self.world_size = max(1, world_size)
-        self.fixed = fixed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        if not self.fixed:
-            self.epoch = epoch
-
-    def _all_batches(self) -> list[list[int]]:
-        idx = list(range(len(self.durations)))
-        if not self.shuffle:
-            idx.sort(key=lambda i: self.durations[i])
-            return [idx[i : i + self.batch_size] for i in range(0, len(idx), self.batch_size)]
-        rng = random.Random(self.seed * 100003 + self.epoch)
-        rng.shuffle(idx)
-        pool = self.bucket_batches * self.batch_size
-        batches = []
-        for p in range(0, len(idx), pool):
-            chunk = sorted(idx[p : p + pool], key=lambda i: self.durations[i])
-            batches += [
-                chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)
-            ]
-        if self.drop_last:
-            batches = [b for b in batches if len(b) == self.batch_size] or batches[:1]
-        rng.shuffle(batches)
-        return batches
-
-    def _rank_batches(self) -> list[list[int]]:
-        batches = self._all_batches()
-        w = self.world_size
-        if w > 1:
-            if self.drop_last and len(batches) >= w:
-                batches = batches[: len(batches) // w * w]
-            else:
-                while len(batches) % w:
-                    batches = batches + batches[: w - len(batches) % w]
-        return batches[self.rank :: w]
-
-    def __iter__(self) -> Iterator[list[int]]:
-        return iter(self._rank_batches())
-
-    def __len__(self) -> int:
-        return len(self._rank_batches())
 
 
 class NoiseBank:

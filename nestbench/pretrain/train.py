@@ -34,6 +34,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from nestbench.encoders.nemo_writer import save_nemo
+from nestbench.training import attach_log, detach_log, trainer_settings
 
 from .config import build_model
 from .data import AudioDataset, BucketBatchSampler, Collate, NoiseBank, load_records
@@ -219,34 +220,6 @@ def resume_checkpoint(ckpt_dir: Path) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
-def _attach_log(out: Path) -> logging.Handler:
-    handler = logging.FileHandler(out / "pretrain.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    return handler
-
-
-def _trainer_settings(cfg: DictConfig) -> dict:
-    t = cfg.trainer
-    accelerator = str(t.accelerator)
-    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    precision = str(t.precision)
-    if precision == "auto":
-        precision = "bf16-mixed" if on_gpu else "32-true"
-    devices = t.devices
-    n_dev = (torch.cuda.device_count() if on_gpu else 1) if devices in ("auto", -1) else devices
-    multi = (isinstance(n_dev, int) and n_dev > 1) or int(t.num_nodes) > 1
-    return {
-        "accelerator": accelerator,
-        "devices": devices,
-        "num_nodes": int(t.num_nodes),
-        "strategy": "ddp" if multi else "auto",
-        "precision": precision,
-        "sync_batchnorm": bool(t.sync_batchnorm) and multi and on_gpu,  # SyncBatchNorm: GPU only
-    }
-
-
 def pretrain(cfg: DictConfig, callbacks: list[Callback] | None = None) -> PretrainResult:
     """Run (or resume) NEST pretraining as ``cfg`` (see ``configs/pretrain/base.yaml``) says.
 
@@ -258,12 +231,16 @@ def pretrain(cfg: DictConfig, callbacks: list[Callback] | None = None) -> Pretra
     t0 = time.perf_counter()
     out = Path(str(cfg.out)).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    handler = _attach_log(out) if rank_zero_only.rank == 0 else logging.NullHandler()
+    handler = (
+        attach_log(out / "pretrain.log", (log.name,), "%(asctime)s %(message)s")
+        if rank_zero_only.rank == 0
+        else None
+    )
     try:
         return _pretrain(cfg, out, t0, list(callbacks or []))
     finally:
-        log.removeHandler(handler)
-        handler.close()
+        if handler is not None:
+            detach_log(handler, (log.name,))
 
 
 def _pretrain(cfg: DictConfig, out: Path, t0: float, extra: list[Callback]) -> PretrainResult:
@@ -324,7 +301,7 @@ def _pretrain(cfg: DictConfig, out: Path, t0: float, extra: list[Callback]) -> P
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     export = NemoExport(out, nemo_optim(cfg, model.encoder.cfg.d_model), provenance, ckpt_dir)
-    settings = _trainer_settings(cfg)
+    settings = trainer_settings(cfg.trainer)
     trainer = L.Trainer(
         max_steps=max_steps,
         max_epochs=-1,

@@ -7,21 +7,25 @@ to the trial list's folder (or any trailing part of it unique in the split).
 
 Training: AAM softmax over the training speakers on random crops. Dev metric: EER of the dev trials
 (early stopping, best checkpoint). Test: cosine scores of the test trials, EER (percent) with a
-bootstrap 95% interval, normalised minDCF at P_target 0.01 and 0.05, and optionally the same after
-AS-norm with a cohort of training-speaker embeddings (one mean embedding per speaker).
+stratified bootstrap 95% interval, normalised minDCF at P_target 0.01 and 0.05, and optionally
+the same after AS-norm with a cohort of training-speaker embeddings (one mean embedding per
+speaker). Scores go to ``<split>_scores.txt`` in the run folder.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from nestbench.tasks.sv.head import SVHead
 
+from nestbench.config import spec
 from nestbench.data.manifest import atomic_write_text, read_manifest
 from nestbench.data.trials import TrialResolver, read_trials
+from nestbench.metrics.base import Score
 from nestbench.metrics.sv import as_norm, bootstrap_eer, cosine_scores, eer, min_dcf
-from nestbench.task import Task, TaskError
+from nestbench.task import EncoderInfo, Task, TaskError
 
 MANIFEST_NAMES = ("{split}.json", "{split}_manifest.json", "manifest_{split}.json")
 TRIAL_NAMES = ("{split}_trials.txt", "trials_{split}.txt")
@@ -58,16 +62,31 @@ def _resolve_trials(path: Path, items: list[dict]) -> list[tuple[int, dict, dict
     ]
 
 
+@dataclass
+class SVConfig:
+    """``cfg.sv`` (values: configs/tasks/sv.yaml)."""
+
+    crop_seconds: float | None = spec(gt=0)
+    embedding_dim: int = spec(min=1)
+    channels: list[int] = spec(min=1)
+    attention_channels: int = spec(min=1)
+    margin: float = spec(min=0)
+    scale: float = spec(gt=0)
+    asnorm: bool = spec()
+    cohort_top_n: int = spec(min=1)
+    bootstrap: int = spec(min=0)
+
+
 class SVTask(Task):
     name = "sv"
     needs = ("audio_filepath", "label")
     primary_metric = "eer"
     lower_is_better = True
+    config_schema = SVConfig
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        self.opts = cfg.sv
-        self.crop_seconds = float(self.opts.crop_seconds) if self.opts.crop_seconds else None
+        self.crop_seconds = self.opts.crop_seconds
         self.trials: dict[str, list[tuple[int, dict, dict, str, str]]] = {}
         self.speakers: list[str] = []
 
@@ -93,16 +112,23 @@ class SVTask(Task):
         self.train_items = splits["train"]
         return splits
 
-    def build_head(self, hidden_size: int, frame_shift: int) -> SVHead:
+    def examples(self, split: str, records: list[dict]) -> list[dict]:
+        """Train: the training records. Dev: its records. Eval splits: their records, then the
+        training records (the AS-norm cohort)."""
+        if split in self.eval_splits and self.opts.asnorm:
+            return [*records, *self.train_items]
+        return records
+
+    def build_head(self, info: EncoderInfo) -> SVHead:
         o = self.opts
         return SVHead(
-            hidden_size,
+            info.hidden_size,
             len(self.speakers),
-            int(o.embedding_dim),
+            o.embedding_dim,
             list(o.channels),
-            int(o.attention_channels),
-            float(o.margin),
-            float(o.scale),
+            o.attention_channels,
+            o.margin,
+            o.scale,
         )
 
     def target(self, item: dict, start: float, duration: float | None) -> int:
@@ -114,44 +140,44 @@ class SVTask(Task):
     def predict(self, head, x, lengths) -> list[np.ndarray]:
         return list(head.embed(x, lengths).float().cpu().numpy())
 
-    def _scores(
-        self, split: str, predict
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list]:
+    def _trial_arrays(self, split: str, examples: list[dict], outputs: list):
+        """(scores [N], labels [N], enroll [N, E], test [N, E]) of the split's trials."""
+        emb = {id(it): out for it, out in zip(examples, outputs, strict=True)}
         trials = self.trials[split]
-        unique = list({id(it): it for _, e, t, *_ in trials for it in (e, t)}.values())
-        emb = dict(zip((id(it) for it in unique), predict(unique), strict=True))
         e = np.stack([emb[id(t[1])] for t in trials])
         t = np.stack([emb[id(t[2])] for t in trials])
         labels = np.array([tr[0] for tr in trials])
-        return cosine_scores(e, t), labels, e, t, trials
+        return cosine_scores(e, t), labels, e, t
 
-    def evaluate(self, split: str, predict, out_dir: Path | None = None) -> dict:
-        scores, labels, e, t, trials = self._scores(split, predict)
-        metrics = {"eer": 100 * eer(scores, labels), "num_trials": len(trials)}
-        if split != "test":
-            return metrics
-        o = self.opts
-        low, high = bootstrap_eer(scores, labels, n_resamples=int(o.bootstrap))
-        metrics["eer_ci95"] = [100 * low, 100 * high]
+    def _eer(self, scores, labels) -> Score:
+        n = self.opts.bootstrap
+        ci = bootstrap_eer(scores, labels, n_resamples=n) if n > 0 else None
+        return Score(eer(scores, labels), ci).scaled(100)
+
+    def evaluate(self, split: str, examples: list[dict], outputs: list, out_dir=None) -> dict:
+        scores, labels, e, t = self._trial_arrays(split, examples, outputs)
+        trials = self.trials[split]
+        if split == self.dev_split:
+            return {"eer": 100 * eer(scores, labels), "num_trials": len(trials)}
+        metrics: dict = {"eer": self._eer(scores, labels), "num_trials": len(trials)}
         for p in (0.01, 0.05):
             metrics[f"min_dcf_{p:g}"] = min_dcf(scores, labels, p)
         columns = {"score": scores}
-        if o.asnorm:
-            cohort = self._cohort(predict)
-            normed = as_norm(scores, e, t, cohort, top_n=int(o.cohort_top_n))
-            metrics["eer_asnorm"] = 100 * eer(normed, labels)
-            lo, hi = bootstrap_eer(normed, labels, n_resamples=int(o.bootstrap))
-            metrics["eer_asnorm_ci95"] = [100 * lo, 100 * hi]
+        if self.opts.asnorm:
+            cohort = self._cohort(examples, outputs)
+            normed = as_norm(scores, e, t, cohort, top_n=self.opts.cohort_top_n)
+            metrics["eer_asnorm"] = self._eer(normed, labels)
             for p in (0.01, 0.05):
                 metrics[f"min_dcf_{p:g}_asnorm"] = min_dcf(normed, labels, p)
             columns["score_asnorm"] = normed
         if out_dir is not None:
-            self._write_scores(Path(out_dir) / "scores.txt", trials, columns)
+            self._write_scores(Path(out_dir) / f"{split}_scores.txt", trials, columns)
         return metrics
 
-    def _cohort(self, predict) -> np.ndarray:
-        """[S, E]: the mean embedding of each training speaker."""
-        emb = np.stack(predict(self.train_items))
+    def _cohort(self, examples: list[dict], outputs: list) -> np.ndarray:
+        """[S, E]: the mean length-normalised embedding of each training speaker."""
+        train = {id(it) for it in self.train_items}
+        emb = np.stack([o for it, o in zip(examples, outputs, strict=True) if id(it) in train])
         labels = np.array([self.speaker_index[str(it["label"])] for it in self.train_items])
         sums = np.zeros((len(self.speakers), emb.shape[1]))
         np.add.at(sums, labels, emb / np.linalg.norm(emb, axis=1, keepdims=True).clip(1e-12))

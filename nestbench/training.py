@@ -1,0 +1,63 @@
+"""What every nestbench Trainer shares: device, strategy and precision settings, and run logs.
+
+Used by task runs (:mod:`nestbench.runner`) and by ``nestbench pretrain``, so that GPUs, DDP,
+bf16 and log files behave the same in both.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+#: The loggers whose records go to a run's log file.
+LOGGERS = ("nestbench", "lightning", "lightning.pytorch")
+
+
+def on_gpu(accelerator: str) -> bool:
+    """Whether ``accelerator`` (cpu, gpu, cuda, auto) puts the run on CUDA devices here."""
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def trainer_settings(t) -> dict:
+    """Lightning Trainer keywords from a config's ``trainer`` section.
+
+    accelerator auto/cpu/gpu; devices "auto" (all GPUs, or one CPU process) or a count; DDP when
+    more than one device or node; precision "auto" = bf16-mixed on GPUs, 32-true on the CPU;
+    SyncBatchNorm (``sync_batchnorm``, GPU only) when the section asks for it.
+    """
+    accelerator = str(t.accelerator)
+    gpu = on_gpu(accelerator)
+    precision = str(t.precision)
+    if precision == "auto":
+        precision = "bf16-mixed" if gpu else "32-true"
+    devices = t.devices
+    n_dev = (torch.cuda.device_count() if gpu else 1) if devices in ("auto", -1) else devices
+    multi = (isinstance(n_dev, int) and n_dev > 1) or int(t.num_nodes) > 1
+    return {
+        "accelerator": accelerator,
+        "devices": devices,
+        "num_nodes": int(t.num_nodes),
+        "strategy": "ddp" if multi else "auto",
+        "precision": precision,
+        "sync_batchnorm": bool(t.get("sync_batchnorm", False)) and multi and gpu,
+    }
+
+
+def attach_log(
+    path: Path, loggers=LOGGERS, fmt: str = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+) -> logging.Handler:
+    """Send INFO records of ``loggers`` to the file ``path`` (appending); returns the handler."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter(fmt))
+    for name in loggers:
+        logging.getLogger(name).addHandler(handler)
+    logging.getLogger(loggers[0]).setLevel(logging.INFO)
+    return handler
+
+
+def detach_log(handler: logging.Handler, loggers=LOGGERS) -> None:
+    for name in loggers:
+        logging.getLogger(name).removeHandler(handler)
+    handler.close()
