@@ -55,14 +55,14 @@ def main() -> None:
         )
         wall = time.perf_counter() - t
         print(
-            f"{label:>12}: {wall:8.1f} s  (timings {result['timings_s']}, "
-            f"EER {result['metrics']['eer']:.2f}%)",
+            f"{label:>12}: {wall:8.1f} s  (timings {result.timings_s}, "
+            f"EER {result.value('eer'):.2f}%)",
             flush=True,
         )
         return {
             "wall_s": round(wall, 2),
-            "timings_s": result["timings_s"],
-            "eer": result["metrics"]["eer"],
+            "timings_s": result.timings_s,
+            "eer": result.value("eer"),
         }
 
     cold = timed("cache-cold")

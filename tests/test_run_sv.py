@@ -200,6 +200,9 @@ def test_ddp_on_two_cpu_processes(tmp_path, sv_data):
     result = json.loads(next((tmp_path / "runs" / "sv").glob("*/result.json")).read_text())
     assert result["config"]["trainer"]["devices"] == 2 and len(result["dev_history"]) == 2
     assert result["metrics"]["test"]["eer"]["value"] >= 0
+    log = (next((tmp_path / "runs" / "sv").iterdir()) / "run.log").read_text()
+    assert log.count("feature cache") == 1  # filled once per node (prepare_data), not per rank
+    assert "48 of 72 examples computed" in log  # test examples repeat the 24 training ones
 
 
 def test_interrupted_run_leaves_no_result_and_is_redone(tmp_path, sv_data, monkeypatch):
