@@ -9,7 +9,9 @@ Prediction has one path for dev and every eval split: Lightning's validation loo
 predicts the examples of ``eval_split`` (batches carry each example's ``index``), gathers the
 outputs of every DDP rank, puts them in example order and hands them to ``task.evaluate``. During
 ``fit`` that split is the dev split (its metrics select the best epoch); afterwards the runner
-sets each eval split in turn and calls ``trainer.validate``.
+sets each eval split in turn and calls ``trainer.validate``. A task with
+``init_head_from_train`` gets the untrained model's outputs on the training examples the same way,
+before ``fit``, in ``task.init_head``.
 """
 
 from __future__ import annotations
@@ -136,6 +138,9 @@ class DownstreamModel(L.LightningModule):
         examples = self.eval_examples[split]
         outputs = self._gathered_outputs(len(examples))
         self._outputs = {}
+        if split == "train":  # before training: the task initialises its head from them
+            self.task.init_head(self.head, examples, outputs)
+            return
         write = split != self.task.dev_split and self.trainer.is_global_zero
         raw = self.task.evaluate(split, examples, outputs, self.out_dir if write else None)
         scores = {k: as_score_dict(v) for k, v in raw.items()}

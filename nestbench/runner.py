@@ -346,6 +346,9 @@ class Run:
     def fit(self, trainer, model: DownstreamModel, data: TaskData, ckpt) -> None:
         """Train, then load the best checkpoint (by the dev metric) into ``model``."""
         t = time.perf_counter()
+        if self.task.init_head_from_train:
+            data.split = model.eval_split = "train"
+            trainer.validate(model, datamodule=data, verbose=False)
         data.split = model.eval_split = self.task.dev_split
         trainer.fit(model, datamodule=data)
         self.timings["train"] = time.perf_counter() - t - (data.cache_seconds or 0.0)

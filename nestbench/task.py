@@ -17,7 +17,9 @@ calls, in this order:
    themselves, or with ``window = (length, hop)`` their windows (:mod:`nestbench.windows`), so a
    long recording is never one tensor; a task may add records it needs for scoring (SV: the
    training speakers for its cohort);
-4. ``build_head(info) -> nn.Module``;
+4. ``build_head(info) -> nn.Module``; with ``init_head_from_train`` the untrained model then
+   predicts the training examples and ``init_head(head, examples, outputs)`` may initialise the
+   head from them (SV starts its stats head from LDA);
 5. training: ``target(example, start, duration)`` for the (cropped) example, ``collate_targets``,
    ``loss(head, x [B, T, D], lengths [B], targets)``;
 6. prediction, one path for dev and every eval split (the same loader, device and precision):
@@ -100,6 +102,8 @@ class Task:
     crop_seconds: float | None = None
     #: (length, hop) seconds: every record is cut into windows (None: records are used whole).
     window: tuple[float, float] | None = None
+    #: Predict the training examples before training and pass them to ``init_head``.
+    init_head_from_train: bool = False
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -128,6 +132,9 @@ class Task:
 
     def build_head(self, info: EncoderInfo) -> nn.Module:
         raise NotImplementedError
+
+    def init_head(self, head: nn.Module, examples: list[dict], outputs: list) -> None:
+        """Initialise ``head`` from the untrained model's outputs on the training examples."""
 
     def target(self, item: dict, start: float, duration: float | None) -> Any:
         raise NotImplementedError

@@ -14,11 +14,14 @@ speaker). Scores go to ``<split>_scores.txt`` in the run folder.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from nestbench.tasks.sv.head import SVHead
+import torch
+from nestbench.tasks.sv.head import ECAPAHead, StatsHead
+from nestbench.tasks.sv.probe import fit_probe, pool_stats, probe_scores
 
 from nestbench.config import spec
 from nestbench.data.manifest import atomic_write_text, read_manifest
@@ -66,6 +69,9 @@ def _resolve_trials(path: Path, items: list[dict]) -> list[tuple[int, dict, dict
 class SVConfig:
     """``cfg.sv`` (values: configs/tasks/sv.yaml)."""
 
+    head: str = spec(choices=("stats", "ecapa"))
+    lda_init: bool = spec()
+    frame_seconds: float | None = spec(gt=0)
     crop_seconds: float | None = spec(gt=0)
     embedding_dim: int = spec(min=1)
     channels: list[int] = spec(min=1)
@@ -73,6 +79,7 @@ class SVConfig:
     margin: float = spec(min=0)
     scale: float = spec(gt=0)
     asnorm: bool = spec()
+    probe: bool = spec()
     cohort_top_n: int = spec(min=1)
     bootstrap: int = spec(min=0)
 
@@ -87,6 +94,8 @@ class SVTask(Task):
     def __init__(self, cfg):
         super().__init__(cfg)
         self.crop_seconds = self.opts.crop_seconds
+        # the stats head starts from the probe: fitted on the untrained model's predictions
+        self.init_head_from_train = self.opts.head == "stats" and self.opts.lda_init
         self.trials: dict[str, list[tuple[int, dict, dict, str, str]]] = {}
         self.speakers: list[str] = []
 
@@ -114,14 +123,21 @@ class SVTask(Task):
 
     def examples(self, split: str, records: list[dict]) -> list[dict]:
         """Train: the training records. Dev: its records. Eval splits: their records, then the
-        training records (the AS-norm cohort)."""
-        if split in self.eval_splits and self.opts.asnorm:
+        training records (the AS-norm cohort and the probe's training speakers)."""
+        if split in self.eval_splits and (self.opts.asnorm or self.opts.probe):
             return [*records, *self.train_items]
         return records
 
-    def build_head(self, info: EncoderInfo) -> SVHead:
+    def build_head(self, info: EncoderInfo) -> StatsHead | ECAPAHead:
         o = self.opts
-        return SVHead(
+        pool = 1
+        if o.frame_seconds is not None:
+            pool = max(1, round(o.frame_seconds / info.frame_seconds))
+        if o.head == "stats":
+            return StatsHead(
+                info.hidden_size, len(self.speakers), o.embedding_dim, o.margin, o.scale, pool
+            )
+        return ECAPAHead(
             info.hidden_size,
             len(self.speakers),
             o.embedding_dim,
@@ -129,7 +145,18 @@ class SVTask(Task):
             o.attention_channels,
             o.margin,
             o.scale,
+            pool,
         )
+
+    def init_head(self, head, examples: list[dict], outputs: list) -> None:
+        """Before training: the stats head's linear layer := the probe fitted on the training
+        utterances' statistics, its classifier rows := the speakers' mean embeddings."""
+        stats = np.stack([o[1] for o in outputs])
+        labels = np.array([self.speaker_index[str(it["label"])] for it in examples])
+        head.init_from_probe(fit_probe(stats, labels))
+        with torch.no_grad():
+            emb = head.embedding(torch.as_tensor(stats, dtype=head.embedding.weight.dtype))
+        head.init_classifier(emb.numpy(), labels)
 
     def target(self, item: dict, start: float, duration: float | None) -> int:
         return self.speaker_index[str(item["label"])]
@@ -137,12 +164,17 @@ class SVTask(Task):
     def loss(self, head, x, lengths, targets):
         return head.loss(x, lengths, targets)
 
-    def predict(self, head, x, lengths) -> list[np.ndarray]:
-        return list(head.embed(x, lengths).float().cpu().numpy())
+    def predict(self, head, x, lengths) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per utterance: (embedding [E], mean + std of the featurizer output over frames
+        [2D], the linear probe's input)."""
+        emb = head.embed(x, lengths).float().cpu().numpy()
+        stats = pool_stats(*head.frames(x.detach(), lengths)).float().cpu().numpy()
+        return list(zip(emb, stats, strict=True))
 
-    def _trial_arrays(self, split: str, examples: list[dict], outputs: list):
-        """(scores [N], labels [N], enroll [N, E], test [N, E]) of the split's trials."""
-        emb = {id(it): out for it, out in zip(examples, outputs, strict=True)}
+    def _trial_arrays(self, split: str, examples: list[dict], outputs: list, part: int = 0):
+        """(scores [N], labels [N], enroll [N, E], test [N, E]) of the split's trials, from the
+        embeddings (``part`` 0) or the pooled features (1)."""
+        emb = {id(it): out[part] for it, out in zip(examples, outputs, strict=True)}
         trials = self.trials[split]
         e = np.stack([emb[id(t[1])] for t in trials])
         t = np.stack([emb[id(t[2])] for t in trials])
@@ -170,14 +202,31 @@ class SVTask(Task):
             for p in (0.01, 0.05):
                 metrics[f"min_dcf_{p:g}_asnorm"] = min_dcf(normed, labels, p)
             columns["score_asnorm"] = normed
+        if self.opts.probe:
+            t0 = time.perf_counter()
+            scores_probe = self._probe(split, examples, outputs)
+            metrics["eer_probe"] = self._eer(scores_probe, labels)
+            metrics["probe_seconds"] = round(time.perf_counter() - t0, 2)
+            columns["score_probe"] = scores_probe
         if out_dir is not None:
             self._write_scores(Path(out_dir) / f"{split}_scores.txt", trials, columns)
         return metrics
 
+    def _probe(self, split: str, examples: list[dict], outputs: list) -> np.ndarray:
+        """[N] trial scores of the linear probe: mean + std of the featurizer output, LDA fitted
+        on the training speakers, cosine (``nestbench.tasks.sv.probe``)."""
+        train = {id(it) for it in self.train_items}
+        vectors = np.stack(
+            [o[1] for it, o in zip(examples, outputs, strict=True) if id(it) in train]
+        )
+        labels = [str(it["label"]) for it in self.train_items]
+        _, _, e, t = self._trial_arrays(split, examples, outputs, part=1)
+        return probe_scores(vectors, labels, e, t)
+
     def _cohort(self, examples: list[dict], outputs: list) -> np.ndarray:
         """[S, E]: the mean length-normalised embedding of each training speaker."""
         train = {id(it) for it in self.train_items}
-        emb = np.stack([o for it, o in zip(examples, outputs, strict=True) if id(it) in train])
+        emb = np.stack([o[0] for it, o in zip(examples, outputs, strict=True) if id(it) in train])
         labels = np.array([self.speaker_index[str(it["label"])] for it in self.train_items])
         sums = np.zeros((len(self.speakers), emb.shape[1]))
         np.add.at(sums, labels, emb / np.linalg.norm(emb, axis=1, keepdims=True).clip(1e-12))
