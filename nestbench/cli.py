@@ -83,6 +83,9 @@ def metrics_table(result) -> str:
         width = max(len(k) for k in metrics)
         lines.append(f"  {split}:")
         lines += [f"    {k:<{width}}  {_format_metric(v)}" for k, v in metrics.items()]
+    shares = result.layer_weights.get("effective_shares")
+    if shares and len(shares) > 1:
+        lines.append("  layer shares: " + " ".join(f"{v:.3f}" for v in shares))
     return "\n".join(lines)
 
 

@@ -129,6 +129,7 @@ def test_finished_run_is_skipped_and_force_keeps_the_old_result(tmp_path, sv_dat
     first = runner.invoke(main, args)
     assert first.exit_code == 0, first.output
     assert "eer" in first.output and "result:" in first.output
+    assert "layer shares: " in first.output  # each layer's share of the weighted sum
     second = runner.invoke(main, args)
     assert second.exit_code == 0 and "already finished" in second.output
     forced = runner.invoke(main, [*args, "--force"])
