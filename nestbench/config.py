@@ -163,6 +163,10 @@ def _check_value(key: str, value, meta: dict) -> None:
 def validate(cfg: DictConfig, schema, where: str = "") -> None:
     """Check the ranges and choices declared with :func:`spec` (recursively) and that no value
     is missing; raises ConfigError naming the key."""
+    if not isinstance(cfg, DictConfig):
+        raise ConfigError(
+            f"{where.rstrip('.') or 'config'}: expected a section of keys, got {cfg!r}"
+        )
     hints = typing.get_type_hints(schema)
     for f in dataclasses.fields(schema):
         key = f"{where}{f.name}"
@@ -234,6 +238,11 @@ def resolve_run_config(task: str, overrides: list[str] | None = None, **explicit
     except OmegaConfBaseException as e:
         raise _config_error(e) from e
     validate(cfg, RunConfig)
+    devices = cfg.trainer.devices
+    if devices not in ("auto", -1) and not (
+        isinstance(devices, int) and not isinstance(devices, bool) and devices >= 1
+    ):
+        raise ConfigError(f"trainer.devices: expected auto, -1 or a count >= 1, got {devices!r}")
     if schema is not None:
         validate(cfg[task], schema, f"{task}.")
     return cfg

@@ -38,8 +38,8 @@ class Featurizer(nn.Module):
         self.layer_norm = layer_norm
         self.logits = nn.Parameter(torch.zeros(num_inputs)) if layer is None else None
         # running sums of each input's mean frame RMS (after the optional LayerNorm)
-        self.register_buffer("rms_sum", torch.zeros(num_inputs, dtype=torch.float64))
-        self.register_buffer("rms_count", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("rms_sum", torch.zeros(num_inputs))
+        self.register_buffer("rms_count", torch.zeros(()))
 
     def layer_scales(self) -> torch.Tensor:
         """[num_inputs] mean frame RMS of each input seen in training (ones before any)."""
@@ -59,7 +59,7 @@ class Featurizer(nn.Module):
         frames = rms.flatten(1)
         valid = frames > 0  # padded frames are exact zeros
         mean = (frames * valid).sum(1) / valid.sum(1).clamp_min(1)
-        self.rms_sum += mean.double()
+        self.rms_sum += mean
         self.rms_count += 1
 
     def weights(self) -> torch.Tensor:

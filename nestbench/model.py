@@ -94,12 +94,6 @@ class DownstreamModel(L.LightningModule):
             states = tuple(states[i] for i in self.cache_layers)
         return self.featurizer(states), out.lengths
 
-    def on_train_epoch_start(self):
-        loader = self.trainer.train_dataloader
-        for obj in (getattr(loader, "dataset", None), getattr(loader, "batch_sampler", None)):
-            if hasattr(obj, "set_epoch"):  # new random crops and batches every epoch
-                obj.set_epoch(self.current_epoch)
-
     def training_step(self, batch, batch_idx):
         x, lengths = self.features(batch)
         loss = self.task.loss(self.head, x, lengths, batch["target"])

@@ -18,6 +18,7 @@ import logging
 import os
 import platform
 import re
+import shutil
 import subprocess
 import time
 from functools import partial
@@ -36,8 +37,14 @@ from nestbench.featurizer import Featurizer
 from nestbench.model import DownstreamModel
 from nestbench.result import RunResult
 from nestbench.sampler import BucketBatchSampler
-from nestbench.task import EncoderInfo, Task, get_task
-from nestbench.training import attach_log, detach_log, trainer_settings
+from nestbench.task import EncoderInfo, Task, TaskError, get_task
+from nestbench.training import (
+    EpochSetter,
+    attach_log,
+    detach_log,
+    launcher_rank,
+    trainer_settings,
+)
 
 log = logging.getLogger("nestbench")
 
@@ -201,6 +208,7 @@ class TaskData(L.LightningDataModule):
             seed=self.cfg.seed,
             shuffle=train,
             drop_last=train,
+            min_size=2 if train else 1,  # BatchNorm cannot train on a batch of one
             rank=trainer.global_rank if trainer else 0,
             world_size=trainer.world_size if trainer else 1,
         )
@@ -236,10 +244,16 @@ class Run:
         return self.result_path.is_file()
 
     def execute(self) -> RunResult | None:
-        """Run every step; the result on global rank 0, None on other DDP ranks."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg))
-        handler = attach_log(self.dir / "run.log")
+        """Run every step; the result on global rank 0, None on other DDP ranks.
+
+        The first process starts the folder afresh: the config, and no checkpoints of an earlier
+        (interrupted or --force'd) attempt; other ranks only read and compute."""
+        first = launcher_rank() == 0
+        if first:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(self.dir / "checkpoints", ignore_errors=True)
+            (self.dir / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg))
+        handler = attach_log(self.dir / "run.log") if first else None
         try:
             t0 = time.perf_counter()
             L.seed_everything(self.cfg.seed, workers=True, verbose=False)
@@ -254,7 +268,8 @@ class Run:
             self.timings["total"] = time.perf_counter() - t0
             return self.write_result(model, data, metrics, ckpt)
         finally:
-            detach_log(handler)
+            if handler is not None:
+                detach_log(handler)
 
     # -- the steps ---------------------------------------------------------------------------
 
@@ -270,6 +285,9 @@ class Run:
         splits = task.load(self.data_dir)
         task.check_splits(splits)
         examples = {s: task.examples(s, splits[s]) for s in task.splits}
+        empty = [s for s, e in examples.items() if not e]
+        if empty:
+            raise TaskError(f"task {task.name}: no examples in the {', '.join(empty)} split(s)")
         log.info(
             "run %s: task %s on %s (%s)",
             self.id,
@@ -292,6 +310,8 @@ class Run:
         )
         head = self.task.build_head(self.info)
         encoder = None if data.cache is not None else self.encoder
+        if encoder is not None and cfg.mode == "frozen":
+            encoder.requires_grad_(False)  # never trained (and DDP expects no unused parameters)
         if cfg.optim.gradient_checkpointing and cfg.mode == "finetune":
             if not hasattr(encoder, "set_gradient_checkpointing"):
                 raise ConfigError(
@@ -327,11 +347,22 @@ class Run:
             save_top_k=1,
             filename="best",
             save_weights_only=True,
+            enable_version_counter=False,
         )
+        settings = trainer_settings(t)
+        o = self.cfg.optim
+        live_frozen = self.cfg.mode == "finetune" and o.freeze_encoder_steps > 0
+        if settings["strategy"] == "ddp" and live_frozen:
+            # the encoder gets no gradients in its frozen steps
+            settings["strategy"] = "ddp_find_unused_parameters_true"
         trainer = L.Trainer(
             max_epochs=t.max_epochs,
-            **trainer_settings(t),
-            callbacks=[ckpt, EarlyStopping(monitor=monitor, patience=t.patience, mode=mode)],
+            **settings,
+            callbacks=[
+                ckpt,
+                EarlyStopping(monitor=monitor, patience=t.patience, mode=mode),
+                EpochSetter(),  # new crops and batches every epoch
+            ],
             logger=CSVLogger(self.dir, name="logs", version=""),
             enable_progress_bar=t.progress,
             enable_model_summary=False,
@@ -367,6 +398,7 @@ class Run:
             data.split = model.eval_split = split
             trainer.validate(model, datamodule=data, verbose=False)
         self.timings["evaluate"] = time.perf_counter() - t
+        self.device = str(trainer.strategy.root_device)
         return {s: model.split_metrics[s] for s in self.task.eval_splits}
 
     def write_result(self, model, data: TaskData, metrics: dict, ckpt) -> RunResult:
@@ -405,7 +437,7 @@ class Run:
             config=OmegaConf.to_container(cfg, resolve=True),
             versions=_versions(),
             git_revision=_git_revision(),
-            device=str(model.device),
+            device=self.device,
             finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         )
         result.write(self.result_path)
@@ -433,6 +465,8 @@ def run(
     if r.finished:
         if not force:
             return r, None
+        if launcher_rank() != 0:  # the first process keeps the earlier result aside
+            return r, r.execute()
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(r.result_path.stat().st_mtime))
         kept = r.result_path.with_name(f"result.{stamp}.json")
         os.replace(r.result_path, kept)

@@ -20,13 +20,15 @@ def duration_batches(
     indices: Sequence[int] | None = None,
     batch_size: int | None = None,
     batch_seconds: float | None = None,
+    min_size: int = 1,
 ) -> list[list[int]]:
     """Cut ``indices`` (default: all, in the order given) into consecutive batches.
 
     A batch closes when adding the next index would exceed ``batch_size`` members or
-    ``batch_seconds`` of padded audio (``max(duration) * members``). An item longer than
-    ``batch_seconds`` on its own still gets a batch of one. Sort ``indices`` by duration first
-    for little padding.
+    ``batch_seconds`` of padded audio (``max(duration) * members``), but never with fewer than
+    ``min_size`` members (training sets 2: BatchNorm cannot train on a batch of one), so an item
+    longer than ``batch_seconds`` gets a batch of ``min_size``. Sort ``indices`` by duration
+    first for little padding.
     """
     if batch_size is None and batch_seconds is None:
         raise ValueError("duration_batches needs batch_size or batch_seconds")
@@ -42,7 +44,7 @@ def duration_batches(
         d = float(durations[i])
         full = batch_size is not None and len(cur) >= batch_size
         too_long = batch_seconds is not None and max(longest, d) * (len(cur) + 1) > batch_seconds
-        if cur and (full or too_long):
+        if len(cur) >= min_size and (full or too_long):
             batches.append(cur)
             cur, longest = [], 0.0
         cur.append(i)
@@ -55,7 +57,8 @@ def duration_batches(
 class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
     """Length-bucketed batches of indices, split across DDP ranks.
 
-    Each epoch (``set_epoch``, which Lightning calls): shuffle with ``seed`` and the epoch, cut
+    Each epoch (``set_epoch``, called by :class:`nestbench.training.EpochSetter`; Lightning
+    itself does not reach a batch sampler): shuffle with ``seed`` and the epoch, cut
     into pools of ``bucket_batches * batch_size`` utterances (``bucket_batches * 16`` with a
     seconds limit only), sort each pool by duration, cut it into batches
     (:func:`duration_batches`), shuffle the batches. ``drop_last`` drops the last batch of each
@@ -79,6 +82,7 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
         world_size: int = 1,
         fixed: bool = False,
         batch_seconds: float | None = None,
+        min_size: int = 1,
     ):
         if batch_size is None and batch_seconds is None:
             raise ValueError("BucketBatchSampler needs batch_size or batch_seconds")
@@ -94,6 +98,7 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
         self.rank = rank
         self.world_size = max(1, world_size)
         self.fixed = fixed
+        self.min_size = max(1, min(min_size, batch_size or min_size))
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -102,7 +107,9 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
 
     def _cut(self, idx: list[int]) -> list[list[int]]:
         idx = sorted(idx, key=lambda i: self.durations[i])
-        return duration_batches(self.durations, idx, self.batch_size, self.batch_seconds)
+        return duration_batches(
+            self.durations, idx, self.batch_size, self.batch_seconds, self.min_size
+        )
 
     def _underfull(self, batch: list[int]) -> bool:
         """Whether one more member as long as the longest would still fit the limits."""

@@ -7,8 +7,10 @@ bf16 and log files behave the same in both.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
+import lightning as L
 import torch
 
 #: The loggers whose records go to a run's log file.
@@ -43,6 +45,25 @@ def trainer_settings(t) -> dict:
         "precision": precision,
         "sync_batchnorm": bool(t.get("sync_batchnorm", False)) and multi and gpu,
     }
+
+
+class EpochSetter(L.Callback):
+    """Calls ``set_epoch(epoch)`` on the training loader's batch sampler and dataset at the start
+    of every epoch (new shuffling, buckets and crops; Lightning only reaches ``loader.sampler``)."""
+
+    def on_train_epoch_start(self, trainer, module) -> None:
+        loader = trainer.train_dataloader
+        for obj in (getattr(loader, "batch_sampler", None), getattr(loader, "dataset", None)):
+            if hasattr(obj, "set_epoch"):
+                obj.set_epoch(trainer.current_epoch)
+
+
+def launcher_rank() -> int:
+    """Non-zero in a process that a launcher started as a non-zero rank (torchrun's ``RANK``,
+    SLURM's ``SLURM_PROCID``, Lightning's ``LOCAL_RANK`` for the processes it starts); 0 in the
+    first process."""
+    ranks = [os.environ.get(v, "") for v in ("RANK", "SLURM_PROCID", "LOCAL_RANK")]
+    return max([int(r) for r in ranks if r.isdigit()], default=0)
 
 
 def attach_log(

@@ -26,6 +26,10 @@ def test_duration_batches_by_count_and_by_seconds():
     assert duration_batches(durs, batch_size=1, batch_seconds=100) == [[i] for i in range(5)]
     with pytest.raises(ValueError, match="batch_size or batch_seconds"):
         duration_batches(durs)
+    # training batches never hold a single item (BatchNorm), even past the seconds limit
+    assert duration_batches([3.0] * 5, batch_seconds=5.0, min_size=2) == [[0, 1], [2, 3], [4]]
+    train = BucketBatchSampler([3.0] * 8, batch_size=8, batch_seconds=5.0, min_size=2)
+    assert all(len(b) == 2 for b in train)
 
 
 def test_bucket_sampler_bounds_padded_seconds_and_covers_every_index():
@@ -186,6 +190,8 @@ def test_result_of_another_schema_is_refused(tmp_path):
         ("sv.margin=wide", r"sv.margin: Value 'wide' .* Float"),
         ("sv.embedding_dim=0", r"sv.embedding_dim: expected a value >= 1"),
         ("trainer.max_epoch=3", r"unknown config key 'trainer.max_epoch'.*max_epochs"),
+        ("trainer.devices=0", r"trainer.devices: expected auto, -1 or a count >= 1, got 0"),
+        ("sv=null", r"sv: expected a section of keys, got None"),
     ],
 )
 def test_bad_config_values_fail_at_resolution_naming_the_key(override, message):

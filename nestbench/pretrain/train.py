@@ -34,7 +34,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from nestbench.encoders.nemo_writer import save_nemo
-from nestbench.training import attach_log, detach_log, trainer_settings
+from nestbench.training import EpochSetter, attach_log, detach_log, trainer_settings
 
 from .config import build_model
 from .data import AudioDataset, BucketBatchSampler, Collate, NoiseBank, load_records
@@ -313,7 +313,13 @@ def _pretrain(cfg: DictConfig, out: Path, t0: float, extra: list[Callback]) -> P
         limit_val_batches=t.limit_val_batches if val else 0,
         num_sanity_val_steps=0,
         log_every_n_steps=int(t.log_every_n_steps),
-        callbacks=[*callbacks, export, ProgressLog(int(t.log_every_n_steps), max_steps), *extra],
+        callbacks=[
+            *callbacks,
+            export,
+            ProgressLog(int(t.log_every_n_steps), max_steps),
+            EpochSetter(),  # a new batch order every epoch
+            *extra,
+        ],
         logger=CSVLogger(out, name="logs"),  # logs/version_N/metrics.csv, one per session
         enable_progress_bar=bool(t.progress),
         enable_model_summary=False,

@@ -5,11 +5,13 @@ Data (a folder, or its ``sv/`` subfolder): NeMo manifests ``train.json``, ``dev.
 ``test_trials.txt`` (``label enroll test``) whose paths name manifest files by their path relative
 to the trial list's folder (or any trailing part of it unique in the split).
 
-Training: AAM softmax over the training speakers on random crops. Dev metric: EER of the dev trials
-(early stopping, best checkpoint). Test: cosine scores of the test trials, EER (percent) with a
+Training: AAM softmax over the training speakers (whole utterances, or random crops of
+``sv.crop_seconds``); the default stats head starts from the LDA of the training statistics
+(``tasks/sv/head.py``). Dev metric: EER of the dev trials (early stopping, best checkpoint). Test: cosine scores of the test trials, EER (percent) with a
 stratified bootstrap 95% interval, normalised minDCF at P_target 0.01 and 0.05, and optionally
 the same after AS-norm with a cohort of training-speaker embeddings (one mean embedding per
-speaker). Scores go to ``<split>_scores.txt`` in the run folder.
+speaker), and ``eer_probe``: the linear probe (mean + std, LDA, cosine; ``probe.py``) on the
+head's input. Scores go to ``<split>_scores.txt`` in the run folder.
 """
 
 from __future__ import annotations
@@ -117,6 +119,11 @@ class SVTask(Task):
                 raise TaskError(f"{path}: needs both target (1) and non-target (0) trials")
             self.trials[split] = trials
         self.speakers = sorted({str(it["label"]) for it in splits["train"]})
+        if len(self.speakers) < 2:
+            raise TaskError(
+                f"{_find(folder, MANIFEST_NAMES, 'train', 'manifest')}: the training split has "
+                f"{len(self.speakers)} speaker(s); speaker verification needs at least 2"
+            )
         self.speaker_index = {s: i for i, s in enumerate(self.speakers)}
         self.train_items = splits["train"]
         return splits
@@ -154,9 +161,10 @@ class SVTask(Task):
         stats = np.stack([o[1] for o in outputs])
         labels = np.array([self.speaker_index[str(it["label"])] for it in examples])
         head.init_from_probe(fit_probe(stats, labels))
+        w = head.embedding.weight
         with torch.no_grad():
-            emb = head.embedding(torch.as_tensor(stats, dtype=head.embedding.weight.dtype))
-        head.init_classifier(emb.numpy(), labels)
+            emb = head.embedding(torch.as_tensor(stats, dtype=w.dtype, device=w.device))
+        head.init_classifier(emb.float().cpu().numpy(), labels)
 
     def target(self, item: dict, start: float, duration: float | None) -> int:
         return self.speaker_index[str(item["label"])]
