@@ -136,6 +136,9 @@ def test_finished_run_is_skipped_and_force_keeps_the_old_result(tmp_path, sv_dat
     assert forced.exit_code == 0, forced.output
     run_dir = next((tmp_path / "runs" / "sv").iterdir())
     assert len(list(run_dir.glob("result*.json"))) == 2  # the earlier result is kept aside
+    ckpts = [p.name for p in (run_dir / "checkpoints").iterdir()]
+    assert ckpts == ["best.ckpt"]  # the redone run started from an empty checkpoints/
+    assert json.loads((run_dir / "result.json").read_text())["checkpoint"].endswith("best.ckpt")
 
 
 def test_errors_name_the_problem(tmp_path, sv_data):
