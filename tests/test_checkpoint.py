@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import tarfile
 from pathlib import Path
 
@@ -13,19 +12,9 @@ import yaml
 
 from nestbench.encoders.checkpoint import CheckpointError, read_checkpoint
 from nestbench.encoders.nest import NestEncoder, load_nest
+from tests.test_nemo_fixtures import FIXTURE_DIR
 
-
-def shared_dir() -> Path:
-    env = os.environ.get("NESTBENCH_SHARED")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared"
-
-
-NEMO = shared_dir() / "fixtures" / "nemo_nest_tiny" / "model.nemo"
-pytestmark = pytest.mark.skipif(
-    not NEMO.is_file(),
-    reason=f"{NEMO.parent.parent} not found: these tests need the NeMo reference fixtures beside "
-    "the clone (or NESTBENCH_SHARED pointing at the folder holding fixtures/)",
-)
+NEMO = FIXTURE_DIR / "nemo_nest_tiny" / "model.nemo"
 
 
 @pytest.fixture(scope="module")

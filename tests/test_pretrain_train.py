@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import tarfile
 from pathlib import Path
 
@@ -26,17 +25,9 @@ from nestbench.encoders.nest import load_nest
 from nestbench.pretrain.config import build_model, resolve_pretrain_config
 from nestbench.pretrain.evaluate import masked_token_accuracy, nearest_visible_tokens
 from nestbench.pretrain.train import pretrain
+from tests.test_nemo_fixtures import FIXTURE_DIR
 
-
-def shared_dir() -> Path:
-    env = os.environ.get("NESTBENCH_SHARED")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared"
-
-
-NEMO_FIXTURE = shared_dir() / "fixtures" / "nemo_nest_tiny" / "model.nemo"
-needs_fixture = pytest.mark.skipif(
-    not NEMO_FIXTURE.is_file(), reason=f"{NEMO_FIXTURE} not found (NeMo reference fixtures)"
-)
+NEMO_FIXTURE = FIXTURE_DIR / "nemo_nest_tiny" / "model.nemo"
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +141,6 @@ def test_interrupted_run_resumes_from_the_interruption(tones, tmp_path):
     assert not (out / "checkpoints" / "interrupted.ckpt").exists()  # removed after success
 
 
-@needs_fixture
 def test_nemo_file_has_nemos_layout_and_loads_back_identically(tones, tmp_path):
     cfg = _cfg(tones, tmp_path / "run", "trainer.max_steps=3", "model.num_classes=256")
     result = pretrain(cfg)
@@ -193,7 +183,6 @@ def test_nemo_file_has_nemos_layout_and_loads_back_identically(tones, tmp_path):
     assert all(torch.equal(a[valid], b[valid]) for a, b in zip(h, h_ref, strict=True))
 
 
-@needs_fixture
 def test_init_from_a_nemo_checkpoint(tones, tmp_path):
     fixture = NEMO_FIXTURE.parent.parent / "nemo_nest_tiny_v24" / "model.nemo"
     cfg = _cfg(tones, tmp_path / "run", "trainer.max_steps=2", f"init_from={fixture}")
