@@ -15,10 +15,12 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+from nestbench.errors import UserError
+
 SAMPLE_RATE = 16000
 
 
-class AudioError(ValueError):
+class AudioError(UserError):
     """Audio that cannot be used: unreadable, empty, or with NaN/Inf samples."""
 
 

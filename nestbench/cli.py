@@ -7,10 +7,36 @@ import sys
 import click
 
 from nestbench import __version__
+from nestbench.errors import USER_ERRORS, fail
 
 
-@click.group()
+class Group(click.Group):
+    """Prints an error the user caused as one ``Error: ...`` line and exits 1 (``--debug`` or
+    ``NESTBENCH_DEBUG=1``: the traceback instead)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as e:
+            fail(e)
+
+
+def _set_debug(ctx, param, value: bool) -> None:
+    from nestbench import errors
+
+    errors.DEBUG = bool(value)
+
+
+@click.group(cls=Group)
 @click.version_option(__version__, prog_name="nestbench")
+@click.option(
+    "--debug",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_set_debug,
+    help="Show the traceback of an error instead of one line (also NESTBENCH_DEBUG=1).",
+)
 def main() -> None:
     """Evaluate self-supervised speech encoders on downstream speech tasks."""
 
@@ -57,7 +83,7 @@ def encoders_check(spec: str, weights: str | None, device: str, seed: int, atol:
     try:
         encoder = load_encoder(spec, **kwargs)
     except (EncoderSpecError, ValueError, TypeError) as e:
-        raise click.ClickException(str(e)) from e
+        fail(e)
     results = check_encoder(encoder, seed=seed, device=device, atol=atol)
     click.echo(format_results(spec, results))
     if not all(r.ok for r in results):
@@ -133,7 +159,7 @@ def run_cmd(task, encoder, mode, data, seed, out, force, overrides) -> None:
             click.echo(f"already finished: {r.result_path} (use --force to run again)")
             result = RunResult.read(r.result_path)
     except (ConfigError, TaskError, EncoderSpecError, FileNotFoundError, ResultError) as e:
-        raise click.ClickException(str(e)) from e
+        fail(e)
     click.echo(metrics_table(result))
     click.echo(f"result: {r.result_path}")
 
@@ -174,7 +200,7 @@ def pretrain_cmd(config, data, print_config, overrides) -> None:
 
         result = pretrain(cfg)
     except (ConfigError, CheckpointError, FileNotFoundError) as e:
-        raise click.ClickException(str(e)) from e
+        fail(e)
     if not result.is_global_zero:  # a non-zero DDP rank: rank 0 reports
         return
     loss = "n/a" if result.train_loss is None else f"{result.train_loss:.4f}"

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nestbench.data.manifest import atomic_write_text
+from nestbench.errors import UserError
 from nestbench.metrics.base import as_score_dict
 
 SCHEMA_VERSION = 1
 
 
-class ResultError(ValueError):
+class ResultError(UserError):
     """A result.json that cannot be read as a RunResult."""
 
 

@@ -43,6 +43,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nestbench.errors import UserError
 from nestbench.windows import cut_windows
 
 TASK_ENTRY_POINT_GROUP = "nestbench.tasks"
@@ -50,7 +51,7 @@ BUILTIN_TASKS = {"sv": "nestbench.tasks.sv:SVTask"}
 _REGISTERED: dict[str, type] = {}
 
 
-class TaskError(ValueError):
+class TaskError(UserError):
     """A task that cannot run on the data given (missing files, unknown utterances, ...)."""
 
 

@@ -17,11 +17,13 @@ from pathlib import Path
 
 import click
 
+from nestbench.errors import fail
+
 from .manifest import ManifestError
 
 
 def _fail(e: Exception) -> None:
-    raise click.ClickException(str(e)) from e
+    fail(e)
 
 
 @click.group(name="data")

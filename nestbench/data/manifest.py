@@ -27,6 +27,8 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from nestbench.errors import UserError
+
 #: Fields whose values are paths, resolved against the manifest's folder.
 PATH_FIELDS = ("audio_filepath", "rttm_filepath", "uem_filepath")
 #: Known fields in the order they are written; others follow in their own order.
@@ -42,7 +44,7 @@ FIELD_ORDER = (
 )
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError):
     """A malformed line in a manifest or annotation file: ``"<file>:<line>: <what>"``."""
 
     def __init__(self, path: str | Path, line: int | None, message: str) -> None:

@@ -24,11 +24,13 @@ from pathlib import Path
 
 import torch
 
+from nestbench.errors import UserError
+
 CONFIG_NAME = "model_config.yaml"
 WEIGHTS_NAME = "model_weights.ckpt"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint that cannot be read or does not fit the model; the message names the file."""
 
 

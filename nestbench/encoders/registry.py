@@ -23,12 +23,13 @@ from pathlib import Path
 from torch import nn
 
 from nestbench.encoders.base import CONTRACT_ATTRIBUTES
+from nestbench.errors import UserError
 
 ENTRY_POINT_GROUP = "nestbench.encoders"
 CHECKPOINT_SUFFIXES = (".nemo", ".ckpt", ".pt", ".pth", ".bin")
 
 
-class EncoderSpecError(ValueError):
+class EncoderSpecError(UserError):
     """An encoder spec that names nothing loadable, or a loaded object that breaks the contract."""
 
 

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import soundfile as sf
 
+from nestbench.errors import UserError
+
 #: Audio extensions the importers pick up (what soundfile reads).
 AUDIO_EXTENSIONS = (".wav", ".flac")
 
 
-class ImportError_(ValueError):
+class ImportError_(UserError):
     """A corpus that cannot be imported (missing parts, inconsistent files)."""
 
 
