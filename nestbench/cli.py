@@ -133,8 +133,15 @@ def metrics_table(result) -> str:
     help="Runs go to OUT/<task>/<run-id>/ (default: runs).",
 )
 @click.option("--force", is_flag=True, help="Re-run even if a finished result exists.")
+@click.option(
+    "--wait",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Seconds to wait for an identical run in progress (then reuse its result).",
+)
 @click.argument("overrides", nargs=-1, type=click.UNPROCESSED)
-def run_cmd(task, encoder, mode, data, seed, out, force, overrides) -> None:
+def run_cmd(task, encoder, mode, data, seed, out, force, wait, overrides) -> None:
     """Train and evaluate one task on one encoder. OVERRIDES: key=value config overrides."""
     from nestbench.config import ConfigError
     from nestbench.encoders import EncoderSpecError
@@ -147,6 +154,7 @@ def run_cmd(task, encoder, mode, data, seed, out, force, overrides) -> None:
             task,
             list(overrides),
             force=force,
+            wait=wait,
             encoder=encoder,
             mode=mode,
             data=data,

@@ -34,6 +34,7 @@ from nestbench.config import ConfigError, resolve_run_config
 from nestbench.dataset import RecordDataset, collate
 from nestbench.encoders import load_encoder
 from nestbench.featurizer import Featurizer
+from nestbench.lock import run_lock
 from nestbench.model import DownstreamModel
 from nestbench.result import RunResult
 from nestbench.sampler import BucketBatchSampler
@@ -452,23 +453,30 @@ def _best_epoch(history: list[dict], task) -> int | None:
 
 
 def run(
-    task: str, overrides: list[str] | None = None, force: bool = False, **explicit
+    task: str,
+    overrides: list[str] | None = None,
+    force: bool = False,
+    wait: float = 0.0,
+    **explicit,
 ) -> tuple[Run, RunResult | None]:
     """Resolve the config, then run unless a finished result exists (``force`` re-runs, keeping
     the earlier ``result.json`` as ``result.<time>.json``).
 
-    Returns (run, result); result is None when the run was skipped (and on DDP ranks other than
-    0: ``run.is_global_zero`` tells which).
+    The run folder is locked while the run works in it (:mod:`nestbench.lock`): an identical run
+    started meanwhile waits up to ``wait`` seconds (then finds the result) or raises
+    RunInProgress. Returns (run, result); result is None when the run was skipped (and on DDP
+    ranks other than 0: ``run.is_global_zero`` tells which).
     """
     cfg = resolve_run_config(task, overrides, **explicit)
     r = Run(cfg, force=force)
-    if r.finished:
-        if not force:
-            return r, None
-        if launcher_rank() != 0:  # the first process keeps the earlier result aside
-            return r, r.execute()
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(r.result_path.stat().st_mtime))
-        kept = r.result_path.with_name(f"result.{stamp}.json")
-        os.replace(r.result_path, kept)
-        log.info("--force: the earlier result is kept as %s", kept)
-    return r, r.execute()
+    if launcher_rank() != 0:  # a process of a DDP run: the first process holds the lock
+        return r, (None if r.finished and not force else r.execute())
+    with run_lock(r.dir, wait=wait):
+        if r.finished:
+            if not force:
+                return r, None
+            stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(r.result_path.stat().st_mtime))
+            kept = r.result_path.with_name(f"result.{stamp}.json")
+            os.replace(r.result_path, kept)
+            log.info("--force: the earlier result is kept as %s", kept)
+        return r, r.execute()

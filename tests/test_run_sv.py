@@ -268,3 +268,49 @@ def test_lda_initialisation_learns_from_the_training_speakers(tmp_path, nuisance
 def test_ecapa_head(tmp_path, sv_data):
     _, result = _run(tmp_path, sv_data, "sv.head=ecapa", "trainer.max_epochs=1")
     assert 0 <= result.value("eer") <= 100 and result.config["sv"]["head"] == "ecapa"
+
+
+def test_an_identical_run_in_progress_is_reported_or_waited_for(tmp_path, sv_data):
+    import fcntl
+    import os
+    import threading
+
+    from nestbench.lock import RunInProgress
+    from nestbench.runner import Run, resolve_run_config
+
+    overrides = [*SMALL_SV, f"cache.root={tmp_path / 'cache'}", "trainer.max_epochs=1"]
+    explicit = dict(
+        encoder="tests.toy_encoders:FramesEncoder", data=str(sv_data), out=str(tmp_path / "runs")
+    )
+    run_dir = Run(resolve_run_config("sv", overrides, **explicit)).dir
+    run_dir.mkdir(parents=True)
+    fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # what a first run in progress holds
+    os.write(fd, b"pid 12345 on elsewhere\n")
+    timer = threading.Timer(1.5, fcntl.flock, [fd, fcntl.LOCK_UN])  # the first run ends
+    try:
+        with pytest.raises(RunInProgress, match=r"another nestbench run .*pid 12345 on elsewhere"):
+            run("sv", overrides, **explicit)
+        assert not (run_dir / "result.json").exists() and not (run_dir / "run.log").exists()
+        out = CliRunner().invoke(main, ["run", "--task", "sv", *_cli(explicit), *overrides])
+        assert out.exit_code == 1 and "Error: " in out.output and "Traceback" not in out.output
+        # a waiting run starts once the first one is done, and does the work once
+        timer.start()
+        r, result = run("sv", overrides, wait=30, **explicit)
+        assert result is not None and r.finished
+    finally:
+        timer.cancel()
+        os.close(fd)
+    assert oct((run_dir / "result.json").stat().st_mode & 0o044) == oct(0o044 & ~_umask())
+
+
+def _cli(explicit):
+    return ["--encoder", explicit["encoder"], "--data", explicit["data"], "--out", explicit["out"]]
+
+
+def _umask():
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
