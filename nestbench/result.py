@@ -45,6 +45,8 @@ class RunResult:
     layer_weights: dict = field(default_factory=dict)
     encoder_info: dict = field(default_factory=dict)
     data: str = ""
+    #: digests of the encoder's files and of the data folder (part of the run id)
+    inputs: dict = field(default_factory=dict)
     cache: str | None = None
     checkpoint: str | None = None
     timings_s: dict[str, float] = field(default_factory=dict)

@@ -34,6 +34,7 @@ from nestbench.config import ConfigError, resolve_run_config
 from nestbench.dataset import RecordDataset, collate
 from nestbench.encoders import load_encoder
 from nestbench.featurizer import Featurizer
+from nestbench.fingerprint import data_fingerprint, encoder_files
 from nestbench.lock import run_lock
 from nestbench.model import DownstreamModel
 from nestbench.result import RunResult
@@ -71,8 +72,9 @@ PACKAGES = (
 )
 
 
-def run_id(cfg: DictConfig) -> str:
-    """``<encoder>-<mode>-s<seed>-<hash of the result-relevant config>``."""
+def run_id(cfg: DictConfig, inputs: dict | None = None) -> str:
+    """``<encoder>-<mode>-s<seed>-<hash>`` of the result-relevant config and ``inputs`` (the
+    digests of the encoder's files and of the data, :mod:`nestbench.fingerprint`)."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     for dotted in NON_RESULT_KEYS:
         node, *rest = dotted.split(".")
@@ -80,6 +82,8 @@ def run_id(cfg: DictConfig) -> str:
         for part in [node, *rest][:-1]:
             holder = holder.get(part, {})
         holder.pop(dotted.split(".")[-1], None)
+    if inputs:
+        plain["_inputs"] = inputs
     digest = hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:10]
     spec = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(str(cfg.encoder.spec)).name)[:40]
     return f"{spec}-{cfg.mode}-s{cfg.seed}-{digest}"
@@ -234,7 +238,17 @@ class Run:
         self.cfg = cfg
         self.force = force
         self.task: Task = get_task(cfg.task)(cfg)
-        self.id = run_id(cfg)
+        self.data_dir = resolve_data_dir(cfg)
+        self.inputs = {
+            "encoder_files": encoder_files(
+                cfg.encoder.spec, OmegaConf.to_container(cfg.encoder.kwargs)
+            ),
+            "data": data_fingerprint(
+                self.task.data_folder(self.data_dir),
+                exclude=[cfg.out, cfg.cache.root or default_cache_root()],
+            ),
+        }
+        self.id = run_id(cfg, self.inputs)
         self.dir = Path(str(cfg.out)).expanduser() / cfg.task / self.id
         self.result_path = self.dir / "result.json"
         self.timings: dict[str, float] = {}
@@ -278,7 +292,6 @@ class Run:
         """Encoder, task setup (frame rate, run folder), records and examples of every split."""
         cfg, task = self.cfg, self.task
         t = time.perf_counter()
-        self.data_dir = resolve_data_dir(cfg)
         self.encoder = load_encoder(cfg.encoder.spec, **OmegaConf.to_container(cfg.encoder.kwargs))
         layers = check_layers(cfg, self.encoder)
         self.info = EncoderInfo.of(self.encoder, None if layers is None else len(layers))
@@ -432,6 +445,7 @@ class Run:
                 "identity": enc.identity(),
             },
             data=str(self.data_dir),
+            inputs=self.inputs,
             cache=str(data.cache.dir) if data.cache else None,
             checkpoint=self.checkpoint,
             timings_s={k: round(v, 2) for k, v in self.timings.items()},

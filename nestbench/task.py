@@ -119,6 +119,12 @@ class Task:
     def setup(self, info: EncoderInfo, run_dir: Path) -> None:
         self.info, self.run_dir = info, Path(run_dir)
 
+    def data_folder(self, data_dir: Path) -> Path:
+        """The folder this task reads: ``<data_dir>/<name>/`` when it exists (the embedded
+        corpus's layout), else ``data_dir``; its files are fingerprinted into the run id."""
+        sub = Path(data_dir) / self.name
+        return sub if sub.is_dir() else Path(data_dir)
+
     def load(self, data_dir: Path) -> dict[str, list[dict]]:
         raise NotImplementedError
 

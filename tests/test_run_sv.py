@@ -314,3 +314,29 @@ def _umask():
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_changed_inputs_make_a_new_run(tmp_path, sv_data):
+    """Replacing the encoder file at the same path, or editing the trials, gives a new run id;
+    the earlier result stays where it was."""
+    import shutil
+
+    from tests.test_nemo_fixtures import FIXTURE_DIR
+
+    data = tmp_path / "data"
+    shutil.copytree(sv_data, data)
+    model = tmp_path / "enc.nemo"
+    shutil.copy(FIXTURE_DIR / "nemo_nest_tiny" / "model.nemo", model)
+    first, result = _run(tmp_path, data, "trainer.max_epochs=1", encoder=str(model))
+    assert result is not None and result.inputs["encoder_files"]["spec"]
+    again, skipped = _run(tmp_path, data, "trainer.max_epochs=1", encoder=str(model))
+    assert skipped is None and again.id == first.id  # nothing changed: finished
+    shutil.copy(FIXTURE_DIR / "nemo_nest_tiny_v24" / "model.nemo", model)  # same path, new weights
+    second, result = _run(tmp_path, data, "trainer.max_epochs=1", encoder=str(model))
+    assert second.id != first.id and result is not None
+    lines = (data / "test_trials.txt").read_text().splitlines()
+    (data / "test_trials.txt").write_text("\n".join(lines[:-1]) + "\n")  # one trial fewer
+    third, result = _run(tmp_path, data, "trainer.max_epochs=1", encoder=str(model))
+    assert third.id not in (first.id, second.id)
+    assert result.metrics["test"]["num_trials"]["value"] == len(lines) - 1
+    assert first.result_path.is_file() and second.result_path.is_file()

@@ -102,7 +102,7 @@ class SVTask(Task):
         self.speakers: list[str] = []
 
     def load(self, data_dir: Path) -> dict[str, list[dict]]:
-        folder = data_dir / "sv" if (data_dir / "sv").is_dir() else data_dir
+        folder = self.data_folder(data_dir)
         splits = {}
         for split in ("train", "dev", "test"):
             path = _find(folder, MANIFEST_NAMES, split, "manifest")

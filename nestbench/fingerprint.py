@@ -1,0 +1,66 @@
+"""What a run's result depends on beyond its config: the encoder's weight files and the data.
+
+The run id hashes these with the config, so replacing the ``.nemo`` at the same path, or editing
+a trial list, a manifest or an audio file, makes a new run instead of reporting the old one as
+finished (the old result stays in its own folder).
+
+- :func:`file_digest`: SHA-256 of a file's bytes (memoised per path, size and mtime).
+- :func:`encoder_files`: digests of the files an encoder spec reads (a checkpoint path, and any
+  ``encoder.kwargs`` value naming a file, e.g. ``weights=``).
+- :func:`data_fingerprint`: a digest over every file under the task's data folder: the bytes of
+  text files (manifests, trial lists, RTTM/UEM, SLURP jsonl) and the size and modification time
+  of the others (audio), so it costs one ``stat`` per audio file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+TEXT_SUFFIXES = {".json", ".jsonl", ".txt", ".rttm", ".uem", ".lst", ".csv", ".tsv", ".yaml", ".md"}
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_digest(path: str | Path) -> str:
+    path = Path(path).resolve()
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _DIGESTS[key] = h.hexdigest()[:20]
+    return _DIGESTS[key]
+
+
+def encoder_files(spec: str, kwargs: dict) -> dict[str, str]:
+    """``{name: digest}`` of the encoder's spec and keyword values that are existing files."""
+    out = {}
+    for name, value in [("spec", spec), *sorted(kwargs.items())]:
+        if isinstance(value, str | os.PathLike) and Path(value).expanduser().is_file():
+            out[name] = file_digest(Path(value).expanduser())
+    return out
+
+
+def data_fingerprint(folder: str | Path, exclude=()) -> str:
+    """A digest of every file under ``folder`` (see the module docstring); hidden files and
+    folders, and the folders in ``exclude`` (a run's own output and cache folders, should they
+    lie inside the data), are skipped."""
+    folder = Path(folder)
+    skip = {Path(p).expanduser().resolve() for p in exclude}
+    h = hashlib.sha256()
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(
+            d for d in dirs if not d.startswith(".") and (Path(root) / d).resolve() not in skip
+        )
+        for name in sorted(f for f in files if not f.startswith(".")):
+            path = Path(root) / name
+            rel = path.relative_to(folder).as_posix()
+            if path.suffix.lower() in TEXT_SUFFIXES:
+                h.update(f"{rel}\0{file_digest(path)}\n".encode())
+            else:
+                st = path.stat()
+                h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:20]
