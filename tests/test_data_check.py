@@ -189,3 +189,40 @@ def test_check_rejects_unknown_file(tmp_path):
     assert result.exit_code == 1 and "not a manifest" in result.output
     with pytest.raises(FileNotFoundError):
         check_path(tmp_path / "nothing")
+
+
+def _two_speakers(tmp_path):
+    a = write_wav(tmp_path / "wav" / "id1" / "v" / "00001.wav", 1.0)
+    b = write_wav(tmp_path / "wav" / "id2" / "v" / "00001.wav", 1.0)
+    records = [
+        {"audio_filepath": str(a), "duration": 1.0, "label": "id1"},
+        {"audio_filepath": str(b), "duration": 1.0, "label": "id2"},
+    ]
+    return a, records
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        ("", "no trials (an empty trial list)"),
+        ("1 id1/v/00001.wav id1/v/00001.wav\n", "only target (1) trials"),
+        ("0 id1/v/00001.wav id2/v/00001.wav\n", "only non-target (0) trials"),
+    ],
+)
+def test_trial_lists_without_both_classes(tmp_path, lines, message):
+    _, records = _two_speakers(tmp_path)
+    _manifest(tmp_path / "test_manifest.json", records)
+    trials = tmp_path / "test_trials.txt"
+    trials.write_text(lines)
+    errors = _messages(check_path(tmp_path))
+    assert len(errors) == 1 and errors[0].startswith(f"ERROR {trials}: {message}")
+
+
+def test_the_same_audio_under_two_speakers(tmp_path):
+    a, records = _two_speakers(tmp_path)
+    records.append({"audio_filepath": str(a), "duration": 1.0, "label": "id2"})
+    m = _manifest(tmp_path / "train.json", records)
+    errors = _messages(check_path(m))
+    assert len(errors) == 1
+    assert errors[0].startswith(f"ERROR {m}:3: duplicate of line 1")
+    assert "labelled 'id1' there and 'id2' here" in errors[0]

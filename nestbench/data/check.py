@@ -237,7 +237,7 @@ def check_manifest(
     path = Path(path)
     base = path.resolve().parent
     report.manifests += 1
-    keys: dict[tuple, int] = {}
+    keys: dict[tuple, tuple[int, object]] = {}
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             try:
@@ -256,11 +256,17 @@ def check_manifest(
                 round(float(rec["duration"]), 3) if offset is not None else None,
             )
             if key in keys:
+                first, label = keys[key]
+                also = (
+                    f", labelled {label!r} there and {rec.get('label')!r} here"
+                    if rec.get("label") != label
+                    else ""
+                )
                 report.problems.append(
-                    Problem(str(path), lineno, f"duplicate of line {keys[key]} ({apath})")
+                    Problem(str(path), lineno, f"duplicate of line {first} ({apath}{also})")
                 )
             else:
-                keys[key] = lineno
+                keys[key] = (lineno, rec.get("label"))
             other = seen.get(key)
             if other is not None and other[0] != str(path):
                 report.problems.append(
@@ -317,6 +323,7 @@ def check_trials(
     path = Path(path)
     roots = list(roots)
     report.trial_lists += 1
+    labels: set[int] = set()
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             try:
@@ -327,6 +334,7 @@ def check_trials(
             if t is None:
                 continue
             report.trials += 1
+            labels.add(t.label)
             for name in (t.enroll, t.test):
                 if resolver.resolve(name) or any((r / name).is_file() for r in roots):
                     continue
@@ -339,6 +347,13 @@ def check_trials(
                         f"{', '.join(str(r) for r in roots)} is",
                     )
                 )
+    if not labels:
+        report.problems.append(Problem(str(path), None, "no trials (an empty trial list)"))
+    elif len(labels) == 1:
+        kind = "target (1)" if labels == {1} else "non-target (0)"
+        report.problems.append(
+            Problem(str(path), None, f"only {kind} trials: an EER needs both target and non-target")
+        )
     return report
 
 
