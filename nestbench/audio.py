@@ -96,11 +96,34 @@ def collate_audio(wavs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]
     return out, lens
 
 
+#: How far decoded audio may fall short of (or exceed) the record's ``duration``: seconds, plus
+#: a fraction of the duration (rounded manifest durations pass, truncated files do not).
+DURATION_TOLERANCE = (0.1, 0.01)
+
+
 def load_item(item: dict, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
     """Audio of one manifest record: the whole file, or the segment its ``offset`` (seconds)
-    and ``duration`` select when the record has an ``offset`` field. Returns FloatTensor [S]."""
+    and ``duration`` select when the record has an ``offset`` field. Returns FloatTensor [S].
+
+    Raises AudioError naming the file when the decoded audio is shorter or longer than the
+    record's ``duration`` says (beyond :data:`DURATION_TOLERANCE`): a truncated or replaced file.
+    """
     if item.get("offset") is None:
-        return load_audio(item["audio_filepath"], sample_rate)
-    return load_audio(
-        item["audio_filepath"], sample_rate, float(item["offset"]), item.get("duration")
-    )
+        wav = load_audio(item["audio_filepath"], sample_rate)
+    else:
+        wav = load_audio(
+            item["audio_filepath"], sample_rate, float(item["offset"]), item.get("duration")
+        )
+    expected = item.get("duration")
+    if expected is not None:
+        got = wav.shape[0] / sample_rate
+        secs, frac = DURATION_TOLERANCE
+        if abs(got - float(expected)) > secs + frac * float(expected):
+            where = (
+                "" if item.get("offset") is None else f" from offset {float(item['offset']):g} s"
+            )
+            raise AudioError(
+                f"{item['audio_filepath']}: the manifest says {float(expected):.3f} s{where}, "
+                f"the audio has {got:.3f} s (a truncated or replaced file?)"
+            )
+    return wav

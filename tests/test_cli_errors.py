@@ -77,3 +77,12 @@ def test_debug_shows_the_traceback(tmp_path, sv_data, monkeypatch):
     monkeypatch.setenv("NESTBENCH_DEBUG", "1")
     result = CliRunner().invoke(main, ["run", "--task", "sv", "trainer.max_epochs=abc"])
     assert isinstance(result.exception, ConfigError)
+
+
+def test_truncated_audio_names_the_file(tmp_path, sv_data):
+    """A wav cut short while the manifest still gives its full duration."""
+    wav = sorted((sv_data / "wav" / "test").rglob("*.wav"))[0]
+    x, sr = sf.read(wav, dtype="float32")
+    sf.write(wav, x[:200], sr, subtype="PCM_16")
+    line = _one_error_line(_run_sv(tmp_path, sv_data), wav.name, "the audio has 0.013 s")
+    assert "the manifest says" in line
