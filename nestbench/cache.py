@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from nestbench.audio import collate_audio, load_item
+from nestbench.audio import AudioError, collate_audio, load_item
 from nestbench.sampler import duration_batches
 
 log = logging.getLogger(__name__)
@@ -222,6 +222,11 @@ class FeatureCache:
                 stacked = torch.stack(tuple(states), dim=1).float().cpu()  # [B, N, T, D]
                 for b, it in enumerate(batch):
                     n = int(out.lengths[b])
+                    if n < 1:
+                        raise AudioError(
+                            f"{it['audio_filepath']}: {lens[b] / sample_rate:.3f} s of audio "
+                            "give the encoder no output frame (too short for it)"
+                        )
                     self.store(it, stacked[b, :, :n].numpy())
                 bar.update(len(batch))
         finally:

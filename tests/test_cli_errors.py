@@ -86,3 +86,36 @@ def test_truncated_audio_names_the_file(tmp_path, sv_data):
     sf.write(wav, x[:200], sr, subtype="PCM_16")
     line = _one_error_line(_run_sv(tmp_path, sv_data), wav.name, "the audio has 0.013 s")
     assert "the manifest says" in line
+
+
+def test_audio_too_short_for_the_encoder(tmp_path, sv_data):
+    """5 ms of audio (the manifest agreeing) give the encoder no frame at all."""
+    wav = sorted((sv_data / "wav" / "train").rglob("*.wav"))[0]
+    x, sr = sf.read(wav, dtype="float32")
+    sf.write(wav, x[:80], sr, subtype="PCM_16")
+    manifest = sv_data / "train.json"
+    rel = wav.relative_to(sv_data).as_posix()
+    lines = [
+        line.replace(line[line.index('"duration"') :].split(",")[0], '"duration": 0.005')
+        if rel in line
+        else line
+        for line in manifest.read_text().splitlines()
+    ]
+    manifest.write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "--task",
+            "sv",
+            "--encoder",
+            "nest-embedded",
+            "--data",
+            str(sv_data),
+            "--out",
+            str(tmp_path / "runs"),
+            *SMALL_SV,
+            f"cache.root={tmp_path / 'cache'}",
+        ],
+    )
+    _one_error_line(result, wav.name, "no output frame")
