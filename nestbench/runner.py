@@ -156,11 +156,18 @@ class TaskData(L.LightningDataModule):
     split in turn.
     """
 
-    def __init__(self, cfg: DictConfig, task: Task, examples: dict[str, list[dict]], encoder):
+    def __init__(
+        self,
+        cfg: DictConfig,
+        task: Task,
+        examples: dict[str, list[dict]],
+        encoder,
+        layers: list[int] | None,
+    ):
         super().__init__()
         self.cfg, self.task, self.examples, self.encoder = cfg, task, examples, encoder
         self.split = task.dev_split
-        self.layers = check_layers(cfg, encoder)
+        self.layers = layers  # the cached hidden-state selection (check_layers), None for all
         self.cache = None
         if cfg.mode == "frozen" and cfg.cache.enabled:
             root = Path(cfg.cache.root) if cfg.cache.root else default_cache_root() / "features"
@@ -312,7 +319,7 @@ class Run:
             ),
         )
         self.timings["load"] = time.perf_counter() - t
-        return TaskData(cfg, task, examples, self.encoder)
+        return TaskData(cfg, task, examples, self.encoder, layers)
 
     def build_model(self, data: TaskData) -> DownstreamModel:
         cfg = self.cfg
