@@ -246,3 +246,33 @@ def test_nearest_visible_tokens():
     assert nearest_visible_tokens(tokens, visible)[:, 0].tolist() == [6, 6, 6, 8, 8, 8]
     none = nearest_visible_tokens(tokens, torch.zeros(6, dtype=torch.bool))
     assert (none == -1).all()
+
+
+def test_a_damaged_last_checkpoint_falls_back_to_the_previous_one(tones, tmp_path):
+    import time
+
+    out = tmp_path / "run"
+    pretrain(_cfg(tones, out, "trainer.max_steps=6", "trainer.checkpoint_every_n_steps=4"))
+    ckpts = out / "checkpoints"
+    assert (ckpts / "step=4.ckpt").is_file()
+    time.sleep(0.05)
+    last = ckpts / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])  # killed while writing
+    result = pretrain(_cfg(tones, out, "trainer.max_steps=8"))
+    assert result.global_step == 8
+    log = (out / "pretrain.log").read_text()
+    assert f"checkpoint {last} is damaged" in log and "step=4.ckpt" in log
+
+
+def test_unreadable_pretraining_audio_is_named_before_training(tones, tmp_path):
+    import shutil
+
+    from nestbench.audio import AudioError
+
+    data = tmp_path / "tones"
+    shutil.copytree(tones.parent, data)
+    bad = sorted(data.rglob("*.wav"))[3]
+    bad.write_bytes(b"RIFF....not audio")
+    with pytest.raises(AudioError, match=rf"1 audio file\(s\) .* cannot be used: {bad}"):
+        pretrain(_cfg(data / "train.json", tmp_path / "run", "trainer.max_steps=2"))
+    assert not (tmp_path / "run" / "checkpoints").exists()  # nothing trained

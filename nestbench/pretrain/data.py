@@ -24,7 +24,14 @@ from nestbench.audio import collate_audio, load_item
 from nestbench.data.manifest import read_manifest
 from nestbench.sampler import BucketBatchSampler
 
-__all__ = ["AudioDataset", "BucketBatchSampler", "Collate", "NoiseBank", "load_records"]
+__all__ = [
+    "AudioDataset",
+    "BucketBatchSampler",
+    "Collate",
+    "NoiseBank",
+    "check_audio",
+    "load_records",
+]
 
 
 def load_records(
@@ -61,6 +68,29 @@ def load_records(
             f"(min_duration={min_duration})"
         )
     return out
+
+
+def check_audio(records: Sequence[dict]) -> None:
+    """Read every audio file's header once (``soundfile.info``), before training starts; raises
+    AudioError naming the unreadable files (the first few, and how many)."""
+    import soundfile as sf
+
+    from nestbench.audio import AudioError
+
+    bad = []
+    for path in dict.fromkeys(r["audio_filepath"] for r in records):
+        try:
+            info = sf.info(str(path))
+            if info.frames == 0:
+                bad.append(f"{path} (no samples)")
+        except (OSError, RuntimeError, sf.LibsndfileError) as e:
+            bad.append(f"{path} ({' '.join(str(e).split())})")
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise AudioError(
+            f"{len(bad)} audio file(s) of the pretraining manifests cannot be used: "
+            f"{'; '.join(bad[:3])}{more}"
+        )
 
 
 class AudioDataset(torch.utils.data.Dataset):

@@ -33,11 +33,19 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from nestbench.encoders.checkpoint import CheckpointError
 from nestbench.encoders.nemo_writer import save_nemo
 from nestbench.training import EpochSetter, attach_log, detach_log, trainer_settings
 
 from .config import build_model
-from .data import AudioDataset, BucketBatchSampler, Collate, NoiseBank, load_records
+from .data import (
+    AudioDataset,
+    BucketBatchSampler,
+    Collate,
+    NoiseBank,
+    check_audio,
+    load_records,
+)
 from .module import NestPretrainModule
 
 log = logging.getLogger("nestbench.pretrain")
@@ -96,6 +104,7 @@ class PretrainData(L.LightningDataModule):
         self.train_records = load_records(train, float(d.min_duration), d.max_duration)
         self.val_records = load_records(val, float(d.min_duration), d.max_duration) if val else []
         self.noise = NoiseBank(list(d.noise)) if d.noise else None
+        check_audio([*self.train_records, *self.val_records])  # named now, not at step N
 
     def _loader(self, records: list[dict], batch_size: int, train: bool):
         trainer = self.trainer
@@ -214,10 +223,42 @@ class ProgressLog(Callback):
             )
 
 
+def checkpoint_is_whole(path: Path) -> bool:
+    """Whether ``path`` is a readable torch checkpoint (a zip archive whose entries all pass
+    their CRC check), without unpickling it."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return z.testzip() is None
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError):
+        return False
+
+
 def resume_checkpoint(ckpt_dir: Path) -> Path | None:
-    """The newest of ``last.ckpt`` and ``interrupted.ckpt`` in ``ckpt_dir``, or None."""
-    found = [p for p in (ckpt_dir / "last.ckpt", ckpt_dir / f"{INTERRUPTED}.ckpt") if p.is_file()]
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+    """The checkpoint to resume from: the newest whole one of ``last.ckpt``,
+    ``interrupted.ckpt`` and the periodic ``step=N.ckpt``; None when there are none.
+
+    A damaged candidate (truncated by a full disk or a kill during the write) is named in a
+    warning and skipped for the next newest; ValueError when every candidate is damaged.
+    """
+    names = ["last.ckpt", f"{INTERRUPTED}.ckpt"]
+    found = [ckpt_dir / n for n in names if (ckpt_dir / n).is_file()]
+    found += sorted(ckpt_dir.glob("step=*.ckpt"))
+    damaged = []
+    for path in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True):
+        if checkpoint_is_whole(path):
+            if damaged:
+                log.warning("resuming from %s instead", path)
+            return path
+        damaged.append(path)
+        log.warning("checkpoint %s is damaged (not a whole torch archive): skipping it", path)
+    if damaged:
+        raise CheckpointError(
+            f"{ckpt_dir}: every checkpoint to resume from is damaged "
+            f"({', '.join(p.name for p in damaged)}); remove them to start again"
+        )
+    return None
 
 
 def pretrain(cfg: DictConfig, callbacks: list[Callback] | None = None) -> PretrainResult:
