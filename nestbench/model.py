@@ -89,10 +89,24 @@ class DownstreamModel(L.LightningModule):
         ctx = contextlib.nullcontext() if grad else torch.no_grad()
         with ctx:
             out = self.encoder(batch["wav"], batch["wav_lens"])
+        if bool((out.lengths < 1).any()):
+            self._no_frames(batch, out.lengths)
         states = out.hidden_states
         if self.cache_layers is not None:
             states = tuple(states[i] for i in self.cache_layers)
         return self.featurizer(states), out.lengths
+
+    def _no_frames(self, batch: dict, lengths: torch.Tensor):
+        """AudioError naming the examples of ``batch`` that gave the encoder no frame."""
+        from nestbench.audio import AudioError
+
+        split = "train" if self.training else self.eval_split
+        examples = self.eval_examples.get(split, [])
+        bad = [int(i) for i, n in zip(batch["index"], lengths.tolist(), strict=True) if n < 1]
+        names = [examples[i]["audio_filepath"] if i < len(examples) else f"#{i}" for i in bad]
+        raise AudioError(
+            f"{', '.join(map(str, names))}: too short for the encoder (no output frame)"
+        )
 
     def training_step(self, batch, batch_idx):
         x, lengths = self.features(batch)

@@ -88,7 +88,8 @@ def test_truncated_audio_names_the_file(tmp_path, sv_data):
     assert "the manifest says" in line
 
 
-def test_audio_too_short_for_the_encoder(tmp_path, sv_data):
+@pytest.mark.parametrize("cache", ["true", "false"])
+def test_audio_too_short_for_the_encoder(tmp_path, sv_data, cache):
     """5 ms of audio (the manifest agreeing) give the encoder no frame at all."""
     wav = sorted((sv_data / "wav" / "train").rglob("*.wav"))[0]
     x, sr = sf.read(wav, dtype="float32")
@@ -116,6 +117,7 @@ def test_audio_too_short_for_the_encoder(tmp_path, sv_data):
             str(tmp_path / "runs"),
             *SMALL_SV,
             f"cache.root={tmp_path / 'cache'}",
+            f"cache.enabled={cache}",
         ],
     )
     _one_error_line(result, wav.name, "no output frame")
