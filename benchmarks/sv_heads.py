@@ -56,6 +56,7 @@ from torch.nn import functional as F
 
 from nestbench.cache import FeatureCache, default_cache_root
 from nestbench.data.manifest import read_manifest
+from nestbench.featurizer import Featurizer
 from nestbench.metrics.sv import bootstrap_eer, cosine_scores, eer
 
 # ---------------------------------------------------------------------------------------------
@@ -155,18 +156,8 @@ SETUPS: dict[str, Setup] = {
         input_dropout=0.1,
         weight_decay=1e-2,
     ),
-    "tdnn_aug_whole": dataclasses.replace(
-        BASE,
-        head="tdnn",
-        emb=256,
-        tdnn=256,
-        dropout=0.3,
-        specaug=True,
-        input_dropout=0.1,
-        weight_decay=1e-2,
-        crop=None,
-    ),
 }
+SETUPS["tdnn_aug_whole"] = dataclasses.replace(SETUPS["tdnn_aug"], crop=None)
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -190,22 +181,12 @@ def parse_overrides(pairs: list[str]) -> dict:
 
 
 def _resolve_trials(path: Path, items: list[dict]):
-    """[(label, enroll index, test index)] of a trial list, names resolved against ``items``."""
-    try:  # the task's own resolution, when its module imports
-        from nestbench.tasks.sv.task import _resolve_trials as resolve
+    """[(label, enroll index, test index)] of a trial list, names resolved against ``items``
+    by the SV task's own resolution."""
+    from nestbench.tasks.sv.task import _resolve_trials as resolve
 
-        index = {id(it): i for i, it in enumerate(items)}
-        return [(lab, index[id(e)], index[id(t)]) for lab, e, t, *_ in resolve(path, items)]
-    except Exception:  # pragma: no cover - the task module is being rewritten
-        from nestbench.data.trials import TrialResolver, read_trials
-
-        by_path = {str(Path(it["audio_filepath"]).as_posix()): i for i, it in enumerate(items)}
-        resolver = TrialResolver(dict.fromkeys(by_path))
-        out = []
-        for t in read_trials(path):
-            (e,), (s,) = resolver.resolve(t.enroll), resolver.resolve(t.test)
-            out.append((t.label, by_path[e], by_path[s]))
-        return out
+    index = {id(it): i for i, it in enumerate(items)}
+    return [(lab, index[id(e)], index[id(t)]) for lab, e, t, *_ in resolve(path, items)]
 
 
 def _find(folder: Path, patterns: tuple[str, ...], split: str) -> Path:
@@ -441,28 +422,6 @@ class EcapaHead(nn.Module):
         return self.ecapa(x, lengths.to(x.dtype) / x.shape[1])[:, 0]
 
 
-class Featurizer(nn.Module):
-    """Softmax-weighted sum of N hidden states, zero-initialised logits (nestbench.featurizer).
-
-    A local copy, so the sweep does not change when that module does. ``layer_norm``: a
-    parameter-free LayerNorm over D of each hidden state before the sum.
-    """
-
-    def __init__(self, num_inputs: int, layer_norm: bool):
-        super().__init__()
-        self.layer_norm = layer_norm
-        self.logits = nn.Parameter(torch.zeros(num_inputs))
-
-    def weights(self) -> torch.Tensor:
-        return torch.softmax(self.logits.detach().float(), dim=0)
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        """[N, B, T, D] -> [B, T, D]."""
-        if self.layer_norm:
-            hidden = F.layer_norm(hidden, hidden.shape[-1:])
-        return torch.einsum("n,nbtd->btd", torch.softmax(self.logits, dim=0), hidden)
-
-
 class Model(nn.Module):
     """Featurizer -> (augmentation) -> head -> embedding; AAM softmax for training."""
 
@@ -472,7 +431,7 @@ class Model(nn.Module):
         from speechbrain.nnet.losses import AdditiveAngularMargin, LogSoftmaxWrapper
 
         self.setup = s
-        self.featurizer = Featurizer(num_inputs, s.layer_norm)
+        self.featurizer = Featurizer(num_inputs, d, layer_norm=s.layer_norm)
         self.input_dropout = nn.Dropout(s.input_dropout)
         self.head = {"ecapa": EcapaHead, "stats": StatsHead, "tdnn": TDNNHead}[s.head](d, s)
         self.classifier = Classifier(s.emb, out_neurons=num_speakers)

@@ -220,21 +220,25 @@ class SVTask(Task):
             self._write_scores(Path(out_dir) / f"{split}_scores.txt", trials, columns)
         return metrics
 
+    def _train_outputs(self, examples: list[dict], outputs: list, part: int) -> np.ndarray:
+        """[N_train, ...] the embeddings (``part`` 0) or pooled features (1) of the training
+        records among ``examples``, in the order of ``self.train_items``."""
+        train = {id(it) for it in self.train_items}
+        return np.stack(
+            [o[part] for it, o in zip(examples, outputs, strict=True) if id(it) in train]
+        )
+
     def _probe(self, split: str, examples: list[dict], outputs: list) -> np.ndarray:
         """[N] trial scores of the linear probe: mean + std of the featurizer output, LDA fitted
         on the training speakers, cosine (``nestbench.tasks.sv.probe``)."""
-        train = {id(it) for it in self.train_items}
-        vectors = np.stack(
-            [o[1] for it, o in zip(examples, outputs, strict=True) if id(it) in train]
-        )
+        vectors = self._train_outputs(examples, outputs, part=1)
         labels = [str(it["label"]) for it in self.train_items]
         _, _, e, t = self._trial_arrays(split, examples, outputs, part=1)
         return probe_scores(vectors, labels, e, t)
 
     def _cohort(self, examples: list[dict], outputs: list) -> np.ndarray:
         """[S, E]: the mean length-normalised embedding of each training speaker."""
-        train = {id(it) for it in self.train_items}
-        emb = np.stack([o[0] for it, o in zip(examples, outputs, strict=True) if id(it) in train])
+        emb = self._train_outputs(examples, outputs, part=0)
         labels = np.array([self.speaker_index[str(it["label"])] for it in self.train_items])
         sums = np.zeros((len(self.speakers), emb.shape[1]))
         np.add.at(sums, labels, emb / np.linalg.norm(emb, axis=1, keepdims=True).clip(1e-12))
