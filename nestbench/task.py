@@ -12,7 +12,10 @@ calls, in this order:
    training split (a sentencepiece model, a label map) can be saved there and a frame-level
    target knows its frame rate;
 2. ``load(data_dir) -> {split: records}`` with ``train``, ``dev`` and every eval split (manifest
-   dicts with absolute ``audio_filepath``), after reading whatever else it needs (trials, RTTM);
+   dicts with absolute ``audio_filepath``), after reading whatever else it needs (trials, RTTM).
+   The default reads the data layout of :mod:`nestbench.data.layout` (``<data_dir>/<name>/
+   <split>_manifest.json``, the dev and eval splits named by ``splits.json`` where present);
+   a task extends it with ``super().load(data_dir)``;
 3. ``examples(split, records)``: what the model sees for a split. By default the records
    themselves, or with ``window = (length, hop)`` their windows (:mod:`nestbench.windows`), so a
    long recording is never one tensor; a task may add records it needs for scoring (SV: the
@@ -43,6 +46,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from nestbench.data.layout import Splits, find_manifest, read_splits, task_folder
+from nestbench.data.manifest import read_manifest
 from nestbench.errors import UserError
 from nestbench.windows import cut_windows
 
@@ -120,13 +125,37 @@ class Task:
         self.info, self.run_dir = info, Path(run_dir)
 
     def data_folder(self, data_dir: Path) -> Path:
-        """The folder this task reads: ``<data_dir>/<name>/`` when it exists (the embedded
-        corpus's layout), else ``data_dir``; its files are fingerprinted into the run id."""
-        sub = Path(data_dir) / self.name
-        return sub if sub.is_dir() else Path(data_dir)
+        """The folder this task reads: ``<data_dir>/<name>/`` when it exists (the layout of
+        :mod:`nestbench.data.layout`), else ``data_dir``; its files are fingerprinted into the
+        run id."""
+        return task_folder(data_dir, self.name)
 
     def load(self, data_dir: Path) -> dict[str, list[dict]]:
-        raise NotImplementedError
+        """Every split's records from the task folder's manifests (see :meth:`read_layout`).
+
+        Raises:
+            LayoutError: a split has no manifest; TaskError: a manifest is empty or a record
+            lacks a field in ``needs``; ManifestError: a malformed line.
+        """
+        folder = self.read_layout(data_dir)
+        splits = {}
+        for split in self.splits:
+            path = find_manifest(folder, split)
+            items = read_manifest(path)
+            if not items:
+                raise TaskError(f"{path}: the {split} manifest is empty")
+            self.check_items(split, items, str(path))
+            splits[split] = items
+        return splits
+
+    def read_layout(self, data_dir: Path) -> Path:
+        """The task folder of ``data_dir``; sets ``dev_split`` and ``eval_splits`` from its
+        ``splits.json`` (else the class's defaults)."""
+        folder = self.data_folder(data_dir)
+        cls = type(self)
+        found = read_splits(folder, Splits(cls.dev_split, tuple(cls.eval_splits)))
+        self.dev_split, self.eval_splits = found.dev, found.eval
+        return folder
 
     @property
     def splits(self) -> tuple[str, ...]:

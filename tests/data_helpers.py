@@ -38,11 +38,14 @@ def write_wav(
 
 
 def make_librispeech(root: Path) -> Path:
-    """``root/LibriSpeech/{dev-clean,test-clean}/<spk>/<chapter>/`` with flac and transcripts."""
+    """``root/LibriSpeech/{train-clean-100,dev-clean,test-clean,test-other}/<spk>/<chapter>/``
+    with flac and transcripts."""
     base = root / "LibriSpeech"
     layout = {
+        "train-clean-100": [("19", "198", 3), ("26", "495", 2)],
         "dev-clean": [("84", "121123", 3), ("174", "50561", 2)],
         "test-clean": [("1089", "134686", 2)],
+        "test-other": [("1688", "142285", 1)],
     }
     for split, chapters in layout.items():
         for spk, ch, n in chapters:
@@ -57,10 +60,10 @@ def make_librispeech(root: Path) -> Path:
 
 
 def make_voxceleb(root: Path) -> Path:
-    """``root/vox1/wav/id1000{1..4}/<video>/0000n.wav`` and ``root/vox1/veri_test2.txt`` naming
-    speakers id10003 and id10004."""
+    """``root/vox1/wav/id1000{1..8}/<video>/0000n.wav`` (4 utterances each) and
+    ``root/vox1/veri_test2.txt`` naming speakers id10003 and id10004."""
     base = root / "vox1"
-    for s in range(1, 5):
+    for s in range(1, 9):
         for v, video in enumerate(["aaaaaaaaaaa", "bbbbbbbbbbb"]):
             for u in range(2):
                 write_wav(base / "wav" / f"id1000{s}" / video / f"{v * 2 + u + 1:05d}.wav", 1.0)

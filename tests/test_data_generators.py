@@ -10,8 +10,9 @@ from nestbench.data import effects, espeak, slu_templates
 from nestbench.data.rttm import Segment, overlap_ratio
 from nestbench.data.slurp import annotation_problems, make_record
 from nestbench.data.speakers import ACCENTS, FEMALE_VARIANTS, MALE_VARIANTS, make_speakers
-from nestbench.data.synth import make_trials, plan_session
+from nestbench.data.synth import plan_session
 from nestbench.data.text import SentenceGenerator, lexicon, vocabulary
+from nestbench.data.trials import balanced_trials
 
 
 def test_espeak_synthesis_is_deterministic_and_stateless():
@@ -133,11 +134,11 @@ def test_plan_session_hits_the_overlap_ratio(ratio):
 
 def test_make_trials_balanced_and_unique():
     utts = {f"id{s}": [f"id{s}/v/{u}.wav" for u in range(4)] for s in range(5)}
-    trials = make_trials(utts, 40, np.random.default_rng(0))
+    trials = balanced_trials(utts, 40, np.random.default_rng(0))
     assert sum(t.label for t in trials) == 20 and len(trials) == 40
     assert len({(t.enroll, t.test) for t in trials}) == 40
     for t in trials:
         same = t.enroll.split("/")[0] == t.test.split("/")[0]
         assert same == (t.label == 1) and t.enroll != t.test
-    few = make_trials(utts, 1000, np.random.default_rng(0))  # only 30 target pairs exist
+    few = balanced_trials(utts, 1000, np.random.default_rng(0))  # only 30 target pairs exist
     assert sum(t.label for t in few) == 30 and len(few) == 60

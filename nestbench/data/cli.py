@@ -3,10 +3,15 @@
 ::
 
     nestbench data synth --out DIR [--size tiny|small|default] [--seed N] [--workers N] [--force]
-    nestbench data prepare librispeech SRC --out DIR
-    nestbench data prepare voxceleb SRC --out DIR [--trials LIST ...]
+    nestbench data prepare librispeech SRC --out DIR [--part SPLIT=PART[,PART]] [--force]
+    nestbench data prepare voxceleb SRC --out DIR [--trials LIST ...] [--dev-speakers N]
+                                                 [--dev-trials N] [--seed N] [--force]
     nestbench data prepare slurp SRC --out DIR [--audio-dir DIR ...] [--skip-missing]
-    nestbench data prepare rttm SRC --out DIR [--split NAME]
+                                              [--no-synthetic] [--force]
+    nestbench data prepare rttm SRC --out DIR [--split train|dev|test|NAME] [--force]
+
+Every importer writes the layout of :mod:`nestbench.data.layout` (``DIR/<task>/<split>_...``),
+so ``nestbench run --task <task> --data DIR`` reads its output.
     nestbench data check MANIFEST|DIR [--tolerance S] [--headers-only]
 """
 
@@ -17,9 +22,7 @@ from pathlib import Path
 
 import click
 
-from nestbench.errors import fail
-
-from .manifest import ManifestError
+from nestbench.errors import UserError, fail
 
 
 def _fail(e: Exception) -> None:
@@ -89,11 +92,9 @@ def _report(written) -> None:
 
 
 def _run(fn, *args, **kwargs) -> None:
-    from .importers.common import ImportError_
-
     try:
         _report(fn(*args, **kwargs))
-    except (ManifestError, ImportError_) as e:
+    except UserError as e:
         _fail(e)
 
 
@@ -102,18 +103,42 @@ _OUT = click.option(
     "--out",
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for the manifests.",
+    help="Data folder to write into (its <task>/ sub-folder).",
 )
+_FORCE = click.option("--force", is_flag=True, help="Replace split files that exist in DIR.")
+
+
+def _parse_parts(values: tuple[str, ...]) -> dict[str, list[str]] | None:
+    if not values:
+        return None
+    mapping: dict[str, list[str]] = {}
+    for v in values:
+        split, sep, parts = v.partition("=")
+        if not sep or not split or not parts:
+            raise click.BadParameter(
+                f"{v!r}: expected SPLIT=PART[,PART...], e.g. train=train-clean-100,train-clean-360",
+                param_hint="--part",
+            )
+        mapping.setdefault(split, []).extend(p for p in parts.split(",") if p)
+    return mapping
 
 
 @prepare.command()
 @_SRC
 @_OUT
-def librispeech(src: Path, out: Path) -> None:
-    """LibriSpeech: SRC is a split (dev-clean/) or a folder of splits."""
+@click.option(
+    "--part",
+    "parts",
+    multiple=True,
+    help="SPLIT=PART[,PART]: the LibriSpeech parts of a split (repeat per split). Default: "
+    "train = train-*, dev = dev-clean, test-clean/test-other = themselves.",
+)
+@_FORCE
+def librispeech(src: Path, out: Path, parts: tuple[str, ...], force: bool) -> None:
+    """LibriSpeech: SRC holds its parts (train-clean-100/, dev-clean/, test-clean/, ...)."""
     from .importers import prepare_librispeech
 
-    _run(prepare_librispeech, src, out)
+    _run(prepare_librispeech, src, out, _parse_parts(parts), force)
 
 
 @prepare.command()
@@ -123,13 +148,36 @@ def librispeech(src: Path, out: Path) -> None:
     "--trials",
     multiple=True,
     type=click.Path(exists=True, dir_okay=False),
-    help="Trial list(s); default: the ones found in SRC.",
+    help="Trial list(s); the first is the test split. Default: the ones found in SRC.",
 )
-def voxceleb(src: Path, out: Path, trials: tuple[str, ...]) -> None:
+@click.option(
+    "--dev-speakers",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Training speakers held out as the dev split [default: 5%, at least 2].",
+)
+@click.option(
+    "--dev-trials",
+    type=click.IntRange(min=2),
+    default=2000,
+    show_default=True,
+    help="Trials of the dev split (half target).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the dev split.")
+@_FORCE
+def voxceleb(
+    src: Path,
+    out: Path,
+    trials: tuple[str, ...],
+    dev_speakers: int | None,
+    dev_trials: int,
+    seed: int,
+    force: bool,
+) -> None:
     """VoxCeleb: SRC holds wav/id*/<video>/*.wav (and trial lists)."""
     from .importers import prepare_voxceleb
 
-    _run(prepare_voxceleb, src, out, list(trials) or None)
+    _run(prepare_voxceleb, src, out, list(trials) or None, dev_speakers, dev_trials, seed, force)
 
 
 @prepare.command()
@@ -142,22 +190,42 @@ def voxceleb(src: Path, out: Path, trials: tuple[str, ...]) -> None:
     help="Folder(s) with the recordings; default: SRC/audio/slurp_real, slurp_synth.",
 )
 @click.option("--skip-missing", is_flag=True, help="Leave out recordings whose file is missing.")
-def slurp(src: Path, out: Path, audio_dir: tuple[str, ...], skip_missing: bool) -> None:
+@click.option(
+    "--synthetic/--no-synthetic",
+    default=True,
+    show_default=True,
+    help="Add train_synthetic.jsonl to the training split.",
+)
+@_FORCE
+def slurp(
+    src: Path,
+    out: Path,
+    audio_dir: tuple[str, ...],
+    skip_missing: bool,
+    synthetic: bool,
+    force: bool,
+) -> None:
     """SLURP: SRC holds dataset/slurp/*.jsonl and audio/."""
     from .importers import prepare_slurp
 
-    _run(prepare_slurp, src, out, list(audio_dir) or None, skip_missing)
+    _run(prepare_slurp, src, out, list(audio_dir) or None, skip_missing, synthetic, force)
 
 
 @prepare.command()
 @_SRC
 @_OUT
-@click.option("--split", default="all", show_default=True, help="Name of the manifest/split.")
-def rttm(src: Path, out: Path, split: str) -> None:
-    """Diarization: SRC holds recordings with RTTM (and UEM) files."""
+@click.option(
+    "--split",
+    default="test",
+    show_default=True,
+    help="The split these recordings are (train, dev, test, or an eval split's name).",
+)
+@_FORCE
+def rttm(src: Path, out: Path, split: str, force: bool) -> None:
+    """Diarization: SRC holds one split's recordings with RTTM (and UEM) files."""
     from .importers import prepare_rttm
 
-    _run(prepare_rttm, src, out, split)
+    _run(prepare_rttm, src, out, split, force)
 
 
 @data.command()

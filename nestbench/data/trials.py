@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+import numpy as np
+
 from .manifest import ManifestError, atomic_write_text, read_parsed_lines
 
 TRIAL_FORMAT = "<label 0|1> <enroll path> <test path>"
@@ -106,3 +108,38 @@ class TrialResolver:
         """All paths whose trailing components equal ``name`` (empty: unknown)."""
         parts = PurePosixPath(name.replace("\\", "/")).parts
         return self._index(len(parts)).get("/".join(parts), [])
+
+
+def balanced_trials(
+    utts_by_speaker: dict[str, list[str]], n_trials: int, rng: np.random.Generator
+) -> list[Trial]:
+    """A balanced trial list: as many target as non-target trials (``n_trials // 2`` each, or
+    fewer when the speakers lack same-speaker pairs), no pair twice, in random order."""
+    speakers = sorted(utts_by_speaker)
+    targets = [
+        (a, b)
+        for s in speakers
+        for i, a in enumerate(utts_by_speaker[s])
+        for b in utts_by_speaker[s][i + 1 :]
+    ]
+    n_half = min(n_trials // 2, len(targets))
+    chosen = [targets[i] for i in sorted(rng.choice(len(targets), size=n_half, replace=False))]
+    trials = [Trial(1, *p) if rng.random() < 0.5 else Trial(1, p[1], p[0]) for p in chosen]
+    nontargets: set[tuple[str, str]] = set()
+    total_pairs = sum(
+        len(utts_by_speaker[a]) * len(utts_by_speaker[b])
+        for i, a in enumerate(speakers)
+        for b in speakers[i + 1 :]
+    )
+    if total_pairs < n_half:
+        raise ValueError(f"only {total_pairs} non-target pairs for {n_half} non-target trials")
+    while len(nontargets) < n_half:
+        s1, s2 = rng.choice(len(speakers), size=2, replace=False)
+        u1 = utts_by_speaker[speakers[s1]]
+        u2 = utts_by_speaker[speakers[s2]]
+        a, b = u1[int(rng.integers(len(u1)))], u2[int(rng.integers(len(u2)))]
+        if (a, b) not in nontargets and (b, a) not in nontargets:
+            nontargets.add((a, b))
+    trials += [Trial(0, a, b) for a, b in sorted(nontargets)]
+    order = rng.permutation(len(trials))
+    return [trials[i] for i in order]

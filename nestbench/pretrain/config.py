@@ -16,6 +16,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from nestbench.config import ConfigError, check_keys, configs_dir, load_yaml, parse_overrides
+from nestbench.data.layout import train_manifests
 from nestbench.encoders.fastconformer import NEST_SIZES, FastConformerConfig
 from nestbench.encoders.nest import NestModel, load_nest, nest_config
 from nestbench.encoders.ssl_modules import (
@@ -51,11 +52,12 @@ def find_config(name: str | Path) -> Path:
 
 def expand_data(path: str | Path) -> list[Path]:
     """A manifest path as is; a folder -> its ``train_manifest.json`` and
-    ``*/train_manifest.json`` (e.g. an embedded-corpus folder). Raises ConfigError."""
+    ``<task>/train_manifest.json`` (a data folder, :mod:`nestbench.data.layout`). Raises
+    ConfigError."""
     path = Path(path).expanduser()
     if not path.is_dir():
         return [path]
-    found = sorted(path.glob("train_manifest.json")) + sorted(path.glob("*/train_manifest.json"))
+    found = train_manifests(path)
     if not found:
         raise ConfigError(f"{path}: a folder without train_manifest.json or */train_manifest.json")
     return found

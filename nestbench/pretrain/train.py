@@ -72,9 +72,10 @@ def embedded_manifests(size: str, split: str) -> list[Path]:
     """``<corpus>/<dataset>/<split>_manifest.json`` of the embedded corpus (generated if
     needed) for asr, sv, slu and diar."""
     from nestbench.data.embedded import ensure_embedded_corpus
+    from nestbench.data.layout import manifest_path
 
     root = ensure_embedded_corpus(size)
-    return [root / d / f"{split}_manifest.json" for d in EMBEDDED_DATASETS]
+    return [manifest_path(root, d, split) for d in EMBEDDED_DATASETS]
 
 
 def data_manifests(cfg: DictConfig) -> tuple[list[str], list[str]]:

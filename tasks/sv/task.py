@@ -1,9 +1,11 @@
 """The speaker-verification task.
 
-Data (a folder, or its ``sv/`` subfolder): NeMo manifests ``train.json``, ``dev.json``,
-``test.json`` with ``label`` = speaker, and VoxCeleb-format trial lists ``dev_trials.txt`` and
-``test_trials.txt`` (``label enroll test``) whose paths name manifest files by their path relative
-to the trial list's folder (or any trailing part of it unique in the split).
+Data (:mod:`nestbench.data.layout`: a folder's ``sv/`` sub-folder, or the folder itself): NeMo
+manifests ``<split>_manifest.json`` with ``label`` = speaker for ``train``, ``dev`` and the eval
+splits (``test``, and others that ``splits.json`` names), and a VoxCeleb-format trial list
+``<split>_trials.txt`` (``label enroll test``) for dev and each eval split, whose paths name
+manifest files by their path relative to the trial list's folder (or any trailing part of it
+unique in the split).
 
 Training: AAM softmax over the training speakers (whole utterances, or random crops of
 ``sv.crop_seconds``); the default stats head starts from the LDA of the training statistics
@@ -26,23 +28,12 @@ from nestbench.tasks.sv.head import ECAPAHead, StatsHead
 from nestbench.tasks.sv.probe import fit_probe, pool_stats, probe_scores
 
 from nestbench.config import spec
-from nestbench.data.manifest import atomic_write_text, read_manifest
+from nestbench.data.layout import find_manifest, find_trials
+from nestbench.data.manifest import atomic_write_text
 from nestbench.data.trials import TrialResolver, read_trials
 from nestbench.metrics.base import Score
 from nestbench.metrics.sv import as_norm, bootstrap_eer, cosine_scores, eer, min_dcf
 from nestbench.task import EncoderInfo, Task, TaskError
-
-MANIFEST_NAMES = ("{split}.json", "{split}_manifest.json", "manifest_{split}.json")
-TRIAL_NAMES = ("{split}_trials.txt", "trials_{split}.txt")
-
-
-def _find(folder: Path, names, split: str, what: str) -> Path:
-    for pattern in names:
-        path = folder / pattern.format(split=split)
-        if path.is_file():
-            return path
-    tried = ", ".join(p.format(split=split) for p in names)
-    raise TaskError(f"{folder}: no {what} for the {split} split (looked for {tried})")
 
 
 def _resolve_trials(path: Path, items: list[dict]) -> list[tuple[int, dict, dict, str, str]]:
@@ -102,17 +93,10 @@ class SVTask(Task):
         self.speakers: list[str] = []
 
     def load(self, data_dir: Path) -> dict[str, list[dict]]:
+        splits = super().load(data_dir)
         folder = self.data_folder(data_dir)
-        splits = {}
-        for split in ("train", "dev", "test"):
-            path = _find(folder, MANIFEST_NAMES, split, "manifest")
-            items = read_manifest(path)
-            if not items:
-                raise TaskError(f"{path}: the {split} manifest is empty")
-            self.check_items(split, items, str(path))
-            splits[split] = items
-        for split in ("dev", "test"):
-            path = _find(folder, TRIAL_NAMES, split, "trial list")
+        for split in (self.dev_split, *self.eval_splits):
+            path = find_trials(folder, split)
             trials = _resolve_trials(path, splits[split])
             labels = {t[0] for t in trials}
             if labels != {0, 1}:
@@ -121,7 +105,7 @@ class SVTask(Task):
         self.speakers = sorted({str(it["label"]) for it in splits["train"]})
         if len(self.speakers) < 2:
             raise TaskError(
-                f"{_find(folder, MANIFEST_NAMES, 'train', 'manifest')}: the training split has "
+                f"{find_manifest(folder, 'train')}: the training split has "
                 f"{len(self.speakers)} speaker(s); speaker verification needs at least 2"
             )
         self.speaker_index = {s: i for i, s in enumerate(self.speakers)}

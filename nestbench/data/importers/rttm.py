@@ -6,24 +6,31 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..manifest import ManifestError, write_manifest
+from ..layout import Writer, split_dir
+from ..manifest import ManifestError
 from ..rttm import RTTM_FORMAT, Segment, UEMRegion, parse_rttm_line, read_uem, write_rttm, write_uem
 from .common import AUDIO_EXTENSIONS, ImportError_, audio_duration, require_dir
 
 
-def prepare_rttm(src: str | Path, out: str | Path, split: str = "all") -> Path:
-    """Import a folder of recordings with RTTM (and UEM) files.
+def prepare_rttm(
+    src: str | Path, out: str | Path, split: str = "test", force: bool = False
+) -> Path:
+    """Import a folder of recordings with RTTM (and UEM) files as one split of ``out/diar/``
+    (:mod:`nestbench.data.layout`); import the train, dev and test folders one by one.
 
-    Writes per recording ``<split>/rttm/<id>.rttm`` (and ``<split>/uem/<id>.uem`` where a UEM
-    covers it) under ``out``, and ``<split>_manifest.json`` with ``audio_filepath``,
-    ``offset`` 0, ``duration``, ``text`` "-", ``label`` "infer", ``num_speakers``,
-    ``rttm_filepath`` and ``uem_filepath``.
+    Writes per recording ``diar/<split>/rttm/<id>.rttm`` (and ``diar/<split>/uem/<id>.uem``
+    where a UEM covers it) under ``out``, and ``diar/<split>_manifest.json`` with
+    ``audio_filepath``, ``offset`` 0, ``duration``, ``text`` "-", ``label`` "infer",
+    ``num_speakers``, ``rttm_filepath`` and ``uem_filepath``.
 
     Raises:
         ImportError_: no audio, duplicate recording names, or recordings without references;
-        ManifestError: a malformed RTTM/UEM line, or one naming an unknown recording.
+        ManifestError: a malformed RTTM/UEM line, or one naming an unknown recording;
+        LayoutError: a bad split name, or the split's manifest exists and ``force`` is off.
     """
     src = require_dir(src, "recordings with RTTM files")
+    writer = Writer(out, "diar", force)
+    writer.check_free([split])
     audio: dict[str, Path] = {}
     for f in sorted(src.rglob("*")):
         if f.suffix in AUDIO_EXTENSIONS and f.is_file():
@@ -60,10 +67,10 @@ def prepare_rttm(src: str | Path, out: str | Path, split: str = "all") -> Path:
             f"{len(missing)} recording(s) without RTTM segments: "
             f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}"
         )
-    out = Path(out)
+    refs = split_dir(out, "diar", split)
     records = []
     for stem, wav in audio.items():
-        rttm = out / split / "rttm" / f"{stem}.rttm"
+        rttm = refs / "rttm" / f"{stem}.rttm"
         write_rttm(rttm, segments[stem])
         rec = {
             "audio_filepath": str(wav.resolve()),
@@ -75,8 +82,8 @@ def prepare_rttm(src: str | Path, out: str | Path, split: str = "all") -> Path:
             "rttm_filepath": str(rttm.resolve()),
         }
         if stem in regions:
-            uem = out / split / "uem" / f"{stem}.uem"
+            uem = refs / "uem" / f"{stem}.uem"
             write_uem(uem, regions[stem])
             rec["uem_filepath"] = str(uem.resolve())
         records.append(rec)
-    return write_manifest(out / f"{split}_manifest.json", records)
+    return writer.manifest(split, records)

@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..manifest import ManifestError, write_manifest
+from ..layout import Writer, task_dir
+from ..manifest import ManifestError
 from ..slurp import record_entities, validate_record, write_slurp
 from .common import ImportError_, audio_duration, require_dir
 
@@ -17,6 +18,7 @@ SPLIT_FILES = {
     "test": "test",
     "train_synthetic": "train_synthetic",
 }
+SPLIT_STEMS = {split: stem for stem, split in SPLIT_FILES.items()}
 
 
 def _find_jsonl(src: Path) -> dict[str, Path]:
@@ -47,11 +49,15 @@ def prepare_slurp(
     out: str | Path,
     audio_dirs: list[str | Path] | None = None,
     skip_missing: bool = False,
+    synthetic: bool = True,
+    force: bool = False,
 ) -> dict[str, Path]:
-    """Import SLURP: per split, the validated records (``<split>.jsonl``, the gold file for
-    scoring) and a manifest with one line per recording (``audio_filepath``, ``duration``,
-    ``text`` = sentence, ``label`` = intent, ``slurp_id``, ``scenario``, ``action``,
-    ``entities`` as ``{type, filler}``). ``devel`` is renamed ``dev``.
+    """Import SLURP into ``out/slu/`` (:mod:`nestbench.data.layout`): per split, the validated
+    records (``<split>.jsonl``, the gold file for scoring) and a manifest with one line per
+    recording (``audio_filepath``, ``duration``, ``text`` = sentence, ``label`` = intent,
+    ``slurp_id``, ``scenario``, ``action``, ``entities`` as ``{type, filler}``). ``devel`` is
+    renamed ``dev``; ``train_synthetic`` joins ``train`` (as in SLURP's own recipes) unless
+    ``synthetic`` is off.
 
     Args:
         src: the SLURP folder (``dataset/slurp/*.jsonl`` and ``audio/``), or a folder with the
@@ -59,12 +65,14 @@ def prepare_slurp(
         audio_dirs: where the recordings are; default: ``audio/slurp_real``,
             ``audio/slurp_synth`` and ``audio`` under ``src``.
         skip_missing: leave out recordings whose file is missing instead of failing.
+        force: replace existing split files in ``out/slu``.
 
     Returns:
-        Split -> manifest path.
+        Split -> manifest path (and ``splits``).
 
     Raises:
-        ImportError_: no jsonl; ManifestError: a malformed record, or a missing recording.
+        ImportError_: no jsonl, or no train/dev/test; ManifestError: a malformed record, or a
+        missing recording; LayoutError: an output exists and ``force`` is off.
     """
     src = require_dir(src, "SLURP: dataset/slurp/*.jsonl and audio/")
     files = _find_jsonl(src)
@@ -73,54 +81,75 @@ def prepare_slurp(
             f"{src}: no SLURP jsonl found (expected dataset/slurp/train.jsonl, "
             "devel.jsonl, test.jsonl)"
         )
+    lacking = [SPLIT_STEMS[s] for s in ("train", "dev", "test") if s not in files]
+    if lacking:
+        raise ImportError_(
+            f"{src}: no {', '.join(f'{n}.jsonl' for n in lacking)} beside "
+            f"{next(iter(files.values())).name} (SLURP has train, devel and test)"
+        )
+    if not synthetic:
+        files.pop("train_synthetic", None)
     dirs = [Path(d) for d in audio_dirs] if audio_dirs else _audio_dirs(src)
-    out = Path(out)
-    written = {}
+    writer = Writer(out, "slu", force)
+    writer.check_free(["train", "dev", "test"])
+    for split in ("train", "dev", "test"):
+        writer.claim(task_dir(out, "slu") / f"{split}.jsonl")
+    collected: dict[str, tuple[list[dict], list[dict]]] = {}
     for split, path in files.items():
-        records, manifest = [], []
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
+        target = "train" if split == "train_synthetic" else split
+        records, manifest = collected.setdefault(target, ([], []))
+        _read_jsonl(path, dirs, skip_missing, records, manifest)
+    for split in ("train", "dev", "test"):
+        records, manifest = collected[split]
+        write_slurp(task_dir(out, "slu") / f"{split}.jsonl", records)
+        writer.manifest(split, manifest)
+    writer.splits("dev", ["test"])
+    return writer.written
+
+
+def _read_jsonl(
+    path: Path, dirs: list[Path], skip_missing: bool, records: list[dict], manifest: list[dict]
+) -> None:
+    """Append the validated records of one SLURP jsonl and a manifest line per recording."""
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ManifestError(
+                    path,
+                    lineno,
+                    f"not valid JSON ({e.msg}); expected one SLURP record (JSON object) per line",
+                ) from None
+            validate_record(rec, path, lineno)
+            records.append(rec)
+            entities = record_entities(rec)
+            for recording in rec.get("recordings", []):
+                audio = next(
+                    (d / recording["file"] for d in dirs if (d / recording["file"]).is_file()),
+                    None,
+                )
+                if audio is None:
+                    if skip_missing:
+                        continue
                     raise ManifestError(
                         path,
                         lineno,
-                        f"not valid JSON ({e.msg}); expected one "
-                        "SLURP record (JSON object) per line",
-                    ) from None
-                validate_record(rec, path, lineno)
-                records.append(rec)
-                entities = record_entities(rec)
-                for recording in rec.get("recordings", []):
-                    audio = next(
-                        (d / recording["file"] for d in dirs if (d / recording["file"]).is_file()),
-                        None,
+                        f"recording {recording['file']} not found in "
+                        f"{', '.join(map(str, dirs)) or '(none)'}; "
+                        "pass the audio folder or skip missing ones",
                     )
-                    if audio is None:
-                        if skip_missing:
-                            continue
-                        raise ManifestError(
-                            path,
-                            lineno,
-                            f"recording {recording['file']} not "
-                            f"found in {', '.join(map(str, dirs)) or '(none)'}; "
-                            "pass the audio folder or skip missing ones",
-                        )
-                    manifest.append(
-                        {
-                            "audio_filepath": str(audio.resolve()),
-                            "duration": audio_duration(audio),
-                            "text": rec["sentence"],
-                            "label": rec["intent"],
-                            "slurp_id": rec["slurp_id"],
-                            "scenario": rec["scenario"],
-                            "action": rec["action"],
-                            "entities": entities,
-                        }
-                    )
-        write_slurp(out / f"{split}.jsonl", records)
-        written[split] = write_manifest(out / f"{split}_manifest.json", manifest)
-    return written
+                manifest.append(
+                    {
+                        "audio_filepath": str(audio.resolve()),
+                        "duration": audio_duration(audio),
+                        "text": rec["sentence"],
+                        "label": rec["intent"],
+                        "slurp_id": rec["slurp_id"],
+                        "scenario": rec["scenario"],
+                        "action": rec["action"],
+                        "entities": entities,
+                    }
+                )
