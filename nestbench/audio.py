@@ -8,6 +8,7 @@ knows their corpus is not in the expected format. Unreadable, empty or non-finit
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -114,16 +115,61 @@ def load_item(item: dict, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
         wav = load_audio(
             item["audio_filepath"], sample_rate, float(item["offset"]), item.get("duration")
         )
-    expected = item.get("duration")
-    if expected is not None:
-        got = wav.shape[0] / sample_rate
-        secs, frac = DURATION_TOLERANCE
-        if abs(got - float(expected)) > secs + frac * float(expected):
-            where = (
-                "" if item.get("offset") is None else f" from offset {float(item['offset']):g} s"
-            )
-            raise AudioError(
-                f"{item['audio_filepath']}: the manifest says {float(expected):.3f} s{where}, "
-                f"the audio has {got:.3f} s (a truncated or replaced file?)"
-            )
+    _check_duration(item, wav.shape[0] / sample_rate)
     return wav
+
+
+def _check_duration(item: dict, got: float) -> None:
+    expected = item.get("duration")
+    if expected is None:
+        return
+    secs, frac = DURATION_TOLERANCE
+    if abs(got - float(expected)) > secs + frac * float(expected):
+        where = "" if item.get("offset") is None else f" from offset {float(item['offset']):g} s"
+        raise AudioError(
+            f"{item['audio_filepath']}: the manifest says {float(expected):.3f} s{where}, "
+            f"the audio has {got:.3f} s (a truncated or replaced file?)"
+        )
+
+
+def segment_reader(
+    item: dict, sample_rate: int = SAMPLE_RATE
+) -> tuple[Callable[[int, int], torch.Tensor], int]:
+    """Read a record's audio piece by piece (a long recording never loaded whole).
+
+    Returns:
+        ``read(start, stop)`` -> FloatTensor [stop - start] (samples at ``sample_rate`` from the
+        record's start), and the record's length in samples (from the file's header, checked
+        against the manifest's ``duration`` as :func:`load_item` does).
+
+    Raises:
+        AudioError: the file cannot be read, its length disagrees with the manifest, or a piece
+        comes back short (the file is shorter than its header says).
+    """
+    path = item["audio_filepath"]
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, OSError) as e:
+        raise AudioError(f"{path}: cannot read audio ({e})") from e
+    base = float(item.get("offset") or 0.0)
+    available = max(0.0, info.frames / info.samplerate - base)
+    seconds = available if item.get("duration") is None else min(available, float(item["duration"]))
+    _check_duration(item, seconds)
+    if seconds <= 0:
+        raise AudioError(f"{path}: audio has no samples from offset {base:g} s")
+
+    def read(start: int, stop: int) -> torch.Tensor:
+        wav = load_audio(
+            path, sample_rate, base + start / sample_rate, (stop - start) / sample_rate
+        )
+        want = stop - start
+        if wav.shape[0] < want - max(2, want // 1000):
+            raise AudioError(
+                f"{path}: {wav.shape[0]} samples where {want} were expected from "
+                f"{base + start / sample_rate:.3f} s (a truncated file?)"
+            )
+        if wav.shape[0] != want:  # resampling may give a sample more or less
+            wav = torch.nn.functional.pad(wav[:want], (0, max(0, want - wav.shape[0])))
+        return wav
+
+    return read, int(round(seconds * sample_rate))

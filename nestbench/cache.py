@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from nestbench.audio import AudioError, collate_audio, load_item
+from nestbench.audio import AudioError, collate_audio, load_item, segment_reader
+from nestbench.encoders.windowed import Chunking, encode_chunks
 from nestbench.sampler import duration_batches
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,10 @@ def default_cache_root() -> Path:
 
 def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _seconds(item: dict) -> float:
+    return float(item.get("duration") or 0.0)
 
 
 def audio_key(item: dict) -> str:
@@ -105,6 +110,67 @@ def _write_entry(path: Path, values: np.ndarray) -> None:
         raise
 
 
+class EntryWriter:
+    """Writes one entry chunk by chunk along T, so a long recording's features never sit in
+    memory whole. Each layer's frames go to a temporary file as they come; on a clean exit from
+    the ``with`` block they are joined layer after layer ([N, T, D]) behind the header
+    (shape, CRC-32) and the entry is renamed into place. On an error nothing is left behind."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.shape: tuple[int, int] | None = None  # (N, D)
+        self.frames = 0
+        self.parts: list = []
+
+    def __enter__(self) -> EntryWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def append(self, values: np.ndarray) -> None:
+        """Add the next frames: float [N, t, D] (clipped to the float16 range)."""
+        values = np.ascontiguousarray(np.clip(values, -_F16_MAX, _F16_MAX), dtype=np.float16)
+        if self.shape is None:
+            self.shape = (values.shape[0], values.shape[2])
+            self.parts = [
+                tempfile.TemporaryFile(dir=self.path.parent) for _ in range(self.shape[0])
+            ]
+        elif (values.shape[0], values.shape[2]) != self.shape:
+            raise ValueError(
+                f"chunk of shape {values.shape} after chunks of [N, *, D] {self.shape}"
+            )
+        for part, layer in zip(self.parts, values, strict=True):
+            part.write(layer.tobytes())
+        self.frames += values.shape[1]
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self._finish()
+        finally:
+            for part in self.parts:
+                part.close()
+
+    def _finish(self) -> None:
+        if self.shape is None:
+            raise ValueError(f"{self.path}: an entry needs at least one chunk of frames")
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-", suffix=".feat")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(b"\0" * _HEADER.size)
+                crc = 0
+                for part in self.parts:
+                    part.seek(0)
+                    while block := part.read(1 << 24):
+                        crc = zlib.crc32(block, crc)
+                        f.write(block)
+                f.seek(0)
+                f.write(_HEADER.pack(_MAGIC, 3, self.shape[0], self.frames, self.shape[1], crc))
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
 class FeatureCache:
     """Cached hidden states of one encoder (with one layer selection and preprocessing).
 
@@ -113,6 +179,9 @@ class FeatureCache:
         identity: the encoder's ``identity()`` dict.
         layers: indices of the hidden states to keep (None: all L+1).
         preprocessing: anything else that changes the features (sample rate, ...).
+        chunking: how recordings longer than one window are encoded
+            (:mod:`nestbench.encoders.windowed`); it is part of the key of those entries only,
+            so changing it recomputes just them.
     """
 
     def __init__(
@@ -121,7 +190,9 @@ class FeatureCache:
         identity: dict,
         layers: Sequence[int] | None = None,
         preprocessing: dict | None = None,
+        chunking: Chunking | None = None,
     ):
+        self.chunking = chunking
         self.layers = None if layers is None else [int(i) for i in layers]
         description = {
             "format": FORMAT_VERSION,
@@ -140,8 +211,14 @@ class FeatureCache:
         self._verified: set[Path] = set()
         self.rebuilt = 0
 
+    def chunked(self, item: dict) -> bool:
+        """Whether ``item`` is long enough to be encoded in windows."""
+        return self.chunking is not None and self.chunking.applies(_seconds(item))
+
     def entry_path(self, item: dict) -> Path:
         key = audio_key(item)
+        if self.chunked(item):
+            key = _digest([key, self.chunking.describe()])
         return self.dir / key[:2] / f"{key}.feat"
 
     def load(self, item: dict) -> np.ndarray | None:
@@ -197,10 +274,12 @@ class FeatureCache:
             return 0
         was_training = encoder.training
         encoder.eval()
-        durations = [float(it.get("duration") or 0.0) for it in todo]
-        order = sorted(range(len(todo)), key=lambda i: -durations[i])
+        long = [it for it in todo if self.chunked(it)]
+        short = [it for it in todo if not self.chunked(it)]
+        durations = [_seconds(it) for it in short]
+        order = sorted(range(len(short)), key=lambda i: -durations[i])
         batches = [
-            [todo[i] for i in b]
+            [short[i] for i in b]
             for b in duration_batches(durations, order, batch_seconds=batch_seconds)
         ]
         bar = tqdm(
@@ -210,16 +289,14 @@ class FeatureCache:
             disable=not progress,
         )
         try:
+            for item in long:
+                self._build_chunked(item, encoder, device, batch_seconds, sample_rate)
+                bar.update(1)
             for batch in batches:
                 wavs = [load_item(it, sample_rate) for it in batch]
                 wav, lens = collate_audio(wavs)
                 out = encoder(wav.to(device), lens.to(device))
-                states = (
-                    out.hidden_states
-                    if self.layers is None
-                    else [out.hidden_states[i] for i in self.layers]
-                )
-                stacked = torch.stack(tuple(states), dim=1).float().cpu()  # [B, N, T, D]
+                stacked = torch.stack(self._select(out.hidden_states), dim=1).float().cpu()
                 for b, it in enumerate(batch):
                     n = int(out.lengths[b])
                     if n < 1:
@@ -227,9 +304,22 @@ class FeatureCache:
                             f"{it['audio_filepath']}: {lens[b] / sample_rate:.3f} s of audio "
                             "give the encoder no output frame (too short for it)"
                         )
-                    self.store(it, stacked[b, :, :n].numpy())
+                    self.store(it, stacked[b, :, :n].numpy())  # [N, T, D]
                 bar.update(len(batch))
         finally:
             bar.close()
             encoder.train(was_training)
         return len(todo)
+
+    def _select(self, states: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        return states if self.layers is None else tuple(states[i] for i in self.layers)
+
+    def _build_chunked(self, item, encoder, device, batch_seconds: float, sample_rate: int):
+        """Encode a long ``item`` in windows, streaming each chunk's frames to its entry."""
+        read, num_samples = segment_reader(item, sample_rate)
+        self._verified.discard(self.entry_path(item))
+        with EntryWriter(self.entry_path(item)) as writer:
+            for states in encode_chunks(
+                encoder, read, num_samples, self.chunking, sample_rate, device, batch_seconds
+            ):
+                writer.append(torch.stack(self._select(states)).float().cpu().numpy())

@@ -83,10 +83,15 @@ def spec(default=MISSING, *, min=None, max=None, choices=None, gt=None):  # noqa
     return field(default=default, metadata=meta)
 
 
+_spec = spec  # EncoderSection has a field named spec
+
+
 @dataclass
 class EncoderSection:
     spec: str = MISSING
     kwargs: dict[str, Any] = field(default_factory=dict)
+    chunk_seconds: float = _spec(gt=0)
+    context_seconds: float = _spec(min=0)
 
 
 @dataclass

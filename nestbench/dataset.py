@@ -102,10 +102,13 @@ def collate(batch: list[dict], task=None) -> dict:
     out = {"index": torch.tensor([b["index"] for b in batch])}
     if "feats" in batch[0]:
         lengths = torch.tensor([b["feats"].shape[1] for b in batch])
-        n, _, d = batch[0]["feats"].shape
-        feats = torch.zeros(len(batch), n, int(lengths.max()), d)
-        for i, b in enumerate(batch):
-            feats[i, :, : b["feats"].shape[1]] = b["feats"]
+        if len(batch) == 1:  # nothing to pad: no copy (a long recording's batch of one)
+            feats = batch[0]["feats"].unsqueeze(0)
+        else:
+            n, _, d = batch[0]["feats"].shape
+            feats = torch.zeros(len(batch), n, int(lengths.max()), d)
+            for i, b in enumerate(batch):
+                feats[i, :, : b["feats"].shape[1]] = b["feats"]
         out["feats"], out["lengths"] = feats, lengths
     else:
         lens = torch.tensor([b["wav"].shape[0] for b in batch])

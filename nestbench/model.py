@@ -23,6 +23,8 @@ import lightning as L
 import torch
 from torch import nn
 
+from nestbench.encoders import windowed
+from nestbench.encoders.windowed import Chunking
 from nestbench.featurizer import Featurizer
 from nestbench.metrics.base import as_score_dict
 
@@ -53,6 +55,7 @@ class DownstreamModel(L.LightningModule):
         eval_examples: dict[str, list[dict]],
         cache_layers: list[int] | None = None,
         out_dir: Path | None = None,
+        chunking: Chunking | None = None,
     ):
         super().__init__()
         self.task, self.featurizer, self.head, self.encoder = task, featurizer, head, encoder
@@ -60,6 +63,7 @@ class DownstreamModel(L.LightningModule):
         self.eval_examples = eval_examples
         self.cache_layers = cache_layers
         self.out_dir = out_dir
+        self.chunking = chunking
         self.eval_split = task.dev_split
         self.dev_history: list[dict] = []
         self.split_metrics: dict[str, dict[str, dict]] = {}
@@ -88,7 +92,13 @@ class DownstreamModel(L.LightningModule):
             self.encoder.train(grad)  # eval (no dropout, fixed BatchNorm) while it is frozen
         ctx = contextlib.nullcontext() if grad else torch.no_grad()
         with ctx:
-            out = self.encoder(batch["wav"], batch["wav_lens"])
+            out = windowed.forward(
+                self.encoder,
+                batch["wav"],
+                batch["wav_lens"],
+                self.chunking,
+                int(self.encoder.sample_rate),
+            )
         if bool((out.lengths < 1).any()):
             self._no_frames(batch, out.lengths)
         states = out.hidden_states

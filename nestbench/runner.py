@@ -33,6 +33,7 @@ from nestbench.cache import FeatureCache, default_cache_root
 from nestbench.config import ConfigError, resolve_run_config
 from nestbench.dataset import RecordDataset, collate
 from nestbench.encoders import load_encoder
+from nestbench.encoders.windowed import Chunking
 from nestbench.featurizer import Featurizer
 from nestbench.fingerprint import data_fingerprint, encoder_files
 from nestbench.lock import run_lock
@@ -131,6 +132,11 @@ def resolve_data_dir(cfg: DictConfig) -> Path:
     return ensure_embedded_corpus(size=str(cfg.data_size))
 
 
+def chunking(cfg: DictConfig) -> Chunking:
+    """How the run encodes long recordings (``encoder.chunk_seconds``/``context_seconds``)."""
+    return Chunking(float(cfg.encoder.chunk_seconds), float(cfg.encoder.context_seconds))
+
+
 def check_layers(cfg: DictConfig, encoder) -> list[int] | None:
     """``cache.layers`` checked against the encoder (ConfigError naming the key otherwise)."""
     n = encoder.num_layers + 1
@@ -176,6 +182,7 @@ class TaskData(L.LightningDataModule):
                 encoder.identity(),
                 layers=self.layers,
                 preprocessing={"sample_rate": encoder.sample_rate},
+                chunking=chunking(cfg),
             )
         self.cache_seconds: float | None = None
         self._filled = False
@@ -349,6 +356,7 @@ class Run:
             eval_examples=data.examples,
             cache_layers=data.layers,
             out_dir=self.dir,
+            chunking=chunking(cfg),
         )
         model.train()  # the encoder too in finetune mode (load_encoder returns eval mode)
         self.initial_weights = [round(float(w), 6) for w in featurizer.weights()]

@@ -113,3 +113,13 @@ class SpectralEncoder(Encoder):
         for layer in self.layers:
             h.append((h[-1] + torch.tanh(layer(h[-1]))) * mask)
         return EncoderOutput(tuple(h), lens)
+
+
+class LongestInputEncoder(FramesEncoder):
+    """FramesEncoder that records, across instances, the longest input it was given (samples)."""
+
+    longest = 0
+
+    def forward(self, wav, wav_lens):
+        LongestInputEncoder.longest = max(LongestInputEncoder.longest, int(wav.shape[1]))
+        return super().forward(wav, wav_lens)

@@ -129,7 +129,12 @@ def cosine_scores(enroll: np.ndarray, test: np.ndarray) -> np.ndarray:
 
 
 def as_norm(
-    scores, enroll: np.ndarray, test: np.ndarray, cohort: np.ndarray, top_n: int = 300
+    scores,
+    enroll: np.ndarray,
+    test: np.ndarray,
+    cohort: np.ndarray,
+    top_n: int = 300,
+    block_elements: int = 1 << 24,
 ) -> np.ndarray:
     """Adaptive symmetric score normalisation (AS-norm) of cosine scores.
 
@@ -138,6 +143,9 @@ def as_norm(
         enroll, test: [N, E] the trials' embeddings.
         cohort: [C, E] cohort embeddings (training speakers, never test ones).
         top_n: cohort scores kept per side (the N closest); clipped to C.
+
+    Trials are scored against the cohort in blocks of ``block_elements`` similarities (128 MB
+    of float64), so memory stays bounded for any N and C.
 
     Returns:
         [N] normalised scores.
@@ -150,9 +158,14 @@ def as_norm(
     k = min(top_n, cohort.shape[0])
 
     def stats(x):
-        sims = l2(np.asarray(x, dtype=np.float64)) @ cohort.T  # [N, C]
-        top = -np.partition(-sims, k - 1, axis=1)[:, :k]
-        return top.mean(axis=1), top.std(axis=1).clip(1e-12)
+        x = np.asarray(x, dtype=np.float64)
+        mean, std = np.empty(len(x)), np.empty(len(x))
+        rows = max(1, block_elements // max(1, cohort.shape[0]))  # [rows, C] float64 at a time
+        for i in range(0, len(x), rows):
+            sims = l2(x[i : i + rows]) @ cohort.T  # [rows, C]
+            top = -np.partition(-sims, k - 1, axis=1)[:, :k]
+            mean[i : i + rows], std[i : i + rows] = top.mean(axis=1), top.std(axis=1)
+        return mean, std.clip(1e-12)
 
     mu_e, sd_e = stats(enroll)
     mu_t, sd_t = stats(test)

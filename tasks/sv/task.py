@@ -34,6 +34,7 @@ from nestbench.data.trials import TrialResolver, read_trials
 from nestbench.metrics.base import Score
 from nestbench.metrics.sv import as_norm, bootstrap_eer, cosine_scores, eer, min_dcf
 from nestbench.task import EncoderInfo, Task, TaskError
+from nestbench.windows import cut_windows
 
 
 def _resolve_trials(path: Path, items: list[dict]) -> list[tuple[int, dict, dict, str, str]]:
@@ -66,6 +67,7 @@ class SVConfig:
     lda_init: bool = spec()
     frame_seconds: float | None = spec(gt=0)
     crop_seconds: float | None = spec(gt=0)
+    train_window_seconds: float | None = spec(gt=0)
     embedding_dim: int = spec(min=1)
     channels: list[int] = spec(min=1)
     attention_channels: int = spec(min=1)
@@ -109,12 +111,28 @@ class SVTask(Task):
                 f"{len(self.speakers)} speaker(s); speaker verification needs at least 2"
             )
         self.speaker_index = {s: i for i, s in enumerate(self.speakers)}
-        self.train_items = splits["train"]
+        self.train_items = self._train_windows(splits["train"])
         return splits
 
+    def _train_windows(self, records: list[dict]) -> list[dict]:
+        """The training examples: each record, or, for one longer than ``sv.train_window_seconds``,
+        its windows of that length (each an utterance of the same speaker), so a long training
+        recording never becomes one example."""
+        length = self.opts.train_window_seconds
+        if length is None:
+            return records
+        return [
+            w
+            for rec in records
+            for w in (cut_windows([rec], length) if float(rec["duration"]) > length else [rec])
+        ]
+
     def examples(self, split: str, records: list[dict]) -> list[dict]:
-        """Train: the training records. Dev: its records. Eval splits: their records, then the
-        training records (the AS-norm cohort and the probe's training speakers)."""
+        """Train: the training examples (records, long ones as windows). Dev: its records. Eval
+        splits: their records, then the training examples (the AS-norm cohort and the probe's
+        training speakers)."""
+        if split == "train":
+            return self.train_items
         if split in self.eval_splits and (self.opts.asnorm or self.opts.probe):
             return [*records, *self.train_items]
         return records
