@@ -52,7 +52,7 @@ from nestbench.errors import UserError
 from nestbench.windows import cut_windows
 
 TASK_ENTRY_POINT_GROUP = "nestbench.tasks"
-BUILTIN_TASKS = {"sv": "nestbench.tasks.sv:SVTask"}
+BUILTIN_TASKS = {"sv": "nestbench.tasks.sv:SVTask", "asr": "nestbench.tasks.asr:ASRTask"}
 _REGISTERED: dict[str, type] = {}
 
 

@@ -47,7 +47,11 @@ IMPORTERS = {
     "slurp": ("slu", _prepare_slurp),
 }
 #: Overrides that make a task's run small and fast (every task that exists has an entry).
-FAST = {"sv": [*SMALL_SV, "trainer.max_epochs=1"]}
+FAST = {
+    "sv": [*SMALL_SV, "trainer.max_epochs=1"],
+    "asr": ["trainer.progress=false", "trainer.max_epochs=1", "asr.vocab_size=16",
+            "asr.hidden_size=16", "asr.proj_dim=16", "asr.num_layers=1", "asr.bootstrap=50"],
+}  # fmt: skip
 
 
 def _prepare(importer: str, tmp: Path) -> tuple[str, Path]:
