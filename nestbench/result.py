@@ -49,6 +49,8 @@ class RunResult:
     inputs: dict = field(default_factory=dict)
     cache: str | None = None
     checkpoint: str | None = None
+    #: files the task wrote into the run folder (name -> path relative to it)
+    artifacts: dict[str, str] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
     config: dict = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)

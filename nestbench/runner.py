@@ -463,6 +463,7 @@ class Run:
             inputs=self.inputs,
             cache=str(data.cache.dir) if data.cache else None,
             checkpoint=self.checkpoint,
+            artifacts=self.task.artifacts(),
             timings_s={k: round(v, 2) for k, v in self.timings.items()},
             config=OmegaConf.to_container(cfg, resolve=True),
             versions=_versions(),

@@ -191,6 +191,11 @@ class Task:
     ) -> dict:
         raise NotImplementedError
 
+    def artifacts(self) -> dict[str, str]:
+        """Files this task wrote into the run folder, by name (paths relative to it), for
+        ``result.json``; the default lists none."""
+        return {}
+
     def check_items(self, split: str, items: list[dict], source: str) -> None:
         """Raise TaskError naming ``source`` when a record lacks a field this task needs."""
         for i, item in enumerate(items):

@@ -249,6 +249,11 @@ def test_a_trained_head_beats_an_untrained_one(tmp_path, ctc_data):
     assert wer < wer0 - 35, (wer, wer0)  # 30 vs 89 when measured
     run_dir = r.dir
     assert (run_dir / "units.model").is_file()
+    assert trained.artifacts == {
+        "units": "units.model",
+        "data_report": "asr_data.json",
+        "test_predictions": "test_predictions.json",
+    }
     preds = read_manifest(run_dir / "test_predictions.json")
     assert len(preds) == 12 and all("pred_text" in p and "text" in p for p in preds)
     m = trained.metrics["test"]

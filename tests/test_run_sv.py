@@ -77,6 +77,7 @@ def test_frozen_cache_used_once_across_epochs_and_seeds(tmp_path, sv_data):
     assert {"result.json", "test_scores.txt", "run.log", "config.yaml"} <= files
     saved = json.loads(r.result_path.read_text())
     assert saved["schema"] == 1 and saved["eval_splits"] == ["test"]
+    assert saved["artifacts"] == {"test_scores": "test_scores.txt"}
     for key in (
         "task",
         "encoder",

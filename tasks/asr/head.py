@@ -1,9 +1,10 @@
 """The ASR head: featurizer output -> CTC log-probabilities, and SpecAugment on its input.
 
-``CTCHead``: Linear(D -> proj) -> optional x``upsample`` frame repetition (an 80 ms encoder gives
-12.5 frames/s, fewer than some utterances have units) -> ``num_layers`` bidirectional LSTM layers
-(``hidden`` units each way, dropout between) -> dropout -> Linear(2 x hidden -> classes) ->
-log-softmax. SUPERB's preset is proj 1024, 2 layers of 1024, dropout 0.2; ``num_layers=0`` is a
+``CTCHead``: Linear(D -> proj) -> ``num_layers`` bidirectional LSTM layers (``hidden`` units
+each way, dropout between) -> dropout -> Linear(2 x hidden -> upsample x classes), each frame's
+output read as ``upsample`` consecutive output frames (an 80 ms encoder gives 12.5 frames/s, fewer
+than some utterances have units; upsampling after the LSTM keeps its cost at the encoder's rate)
+-> log-softmax. SUPERB's preset is proj 1024, 2 layers of 1024, dropout 0.2; ``num_layers=0`` is a
 linear head.
 """
 
@@ -15,7 +16,7 @@ from torch import nn
 #: Head presets: ``asr.head`` -> (proj, hidden, layers, dropout); ``asr.*`` values override them.
 PRESETS = {
     "superb": {"proj_dim": 1024, "hidden_size": 1024, "num_layers": 2, "dropout": 0.2},
-    "small": {"proj_dim": 256, "hidden_size": 256, "num_layers": 2, "dropout": 0.2},
+    "small": {"proj_dim": 128, "hidden_size": 128, "num_layers": 2, "dropout": 0.1},
     "linear": {"proj_dim": 256, "hidden_size": 0, "num_layers": 0, "dropout": 0.0},
 }
 
@@ -36,7 +37,9 @@ class CTCHead(nn.Module):
         self.proj = nn.Linear(input_dim, proj_dim)
         self.lstm = BiLSTM(proj_dim, hidden_size, num_layers, dropout) if num_layers > 0 else None
         self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(2 * hidden_size if self.lstm is not None else proj_dim, num_classes)
+        width = 2 * hidden_size if self.lstm is not None else proj_dim
+        self.num_classes = num_classes
+        self.out = nn.Linear(width, self.upsample * num_classes)
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return lengths * self.upsample
@@ -44,12 +47,11 @@ class CTCHead(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x [B, T, D], lengths [B] -> log-probabilities [B, T x upsample, C] and their lengths."""
         h = self.proj(x)
-        if self.upsample > 1:
-            h = h.repeat_interleave(self.upsample, dim=1)
-        out_lens = self.output_lengths(lengths)
         if self.lstm is not None:
-            h = self.lstm(h, out_lens)
-        return self.out(self.dropout(h)).log_softmax(-1), out_lens
+            h = self.lstm(h, lengths)
+        b, t, _ = h.shape
+        logits = self.out(self.dropout(h)).reshape(b, t * self.upsample, self.num_classes)
+        return logits.log_softmax(-1), self.output_lengths(lengths)
 
 
 def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -246,6 +246,11 @@ class SVTask(Task):
         np.add.at(sums, labels, emb / np.linalg.norm(emb, axis=1, keepdims=True).clip(1e-12))
         return sums / np.bincount(labels, minlength=len(self.speakers))[:, None].clip(1)
 
+    def artifacts(self) -> dict[str, str]:
+        """Each eval split's trial scores."""
+        names = {f"{s}_scores": f"{s}_scores.txt" for s in self.eval_splits}
+        return {k: v for k, v in names.items() if (self.run_dir / v).is_file()}
+
     @staticmethod
     def _write_scores(path: Path, trials, columns: dict[str, np.ndarray]) -> None:
         lines = ["# enroll test label " + " ".join(columns)]
