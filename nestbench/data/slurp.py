@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from .manifest import ManifestError, atomic_write_text
+from .manifest import ManifestError, atomic_write_text, read_parsed_lines
 
 #: Key order of SLURP's own files.
 KEY_ORDER = (
@@ -121,28 +121,30 @@ def validate_record(rec, path: str | Path = "<slurp>", lineno: int = 1) -> dict:
     return rec
 
 
+def parse_slurp_line(line: str, path: str | Path = "<slurp>", lineno: int = 1) -> dict | None:
+    """One validated SLURP record from a jsonl line (see :func:`validate_record`); None for a
+    blank line. Raises ManifestError naming the file and line."""
+    if not line.strip():
+        return None
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError as e:
+        _fail(
+            path,
+            lineno,
+            f"not valid JSON ({e.msg} at column {e.colno}); expected "
+            "one SLURP record (JSON object) per line",
+        )
+    return validate_record(rec, path, lineno)
+
+
 def read_slurp(path: str | Path) -> list[dict]:
     """All records of a SLURP jsonl file, validated (see :func:`validate_record`).
 
     Raises:
         ManifestError: a malformed line (file, line number and what was expected).
     """
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                _fail(
-                    path,
-                    lineno,
-                    f"not valid JSON ({e.msg} at column {e.colno}); expected "
-                    "one SLURP record (JSON object) per line",
-                )
-            out.append(validate_record(rec, path, lineno))
-    return out
+    return read_parsed_lines(path, parse_slurp_line)
 
 
 def ordered(rec: dict) -> dict:

@@ -4,12 +4,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..layout import Writer, task_dir
-from ..manifest import ManifestError
-from ..slurp import record_entities, validate_record, write_slurp
+from ..manifest import ManifestError, read_parsed_lines
+from ..slurp import parse_slurp_line, record_entities, write_slurp
 from .common import ImportError_, audio_duration, require_dir
 
 SPLIT_FILES = {
@@ -111,45 +110,36 @@ def _read_jsonl(
     path: Path, dirs: list[Path], skip_missing: bool, records: list[dict], manifest: list[dict]
 ) -> None:
     """Append the validated records of one SLURP jsonl and a manifest line per recording."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
+    numbered = read_parsed_lines(
+        path, lambda line, p, n: (n, rec) if (rec := parse_slurp_line(line, p, n)) else None
+    )
+    for lineno, rec in numbered:
+        records.append(rec)
+        entities = record_entities(rec)
+        for recording in rec.get("recordings", []):
+            audio = next(
+                (d / recording["file"] for d in dirs if (d / recording["file"]).is_file()),
+                None,
+            )
+            if audio is None:
+                if skip_missing:
+                    continue
                 raise ManifestError(
                     path,
                     lineno,
-                    f"not valid JSON ({e.msg}); expected one SLURP record (JSON object) per line",
-                ) from None
-            validate_record(rec, path, lineno)
-            records.append(rec)
-            entities = record_entities(rec)
-            for recording in rec.get("recordings", []):
-                audio = next(
-                    (d / recording["file"] for d in dirs if (d / recording["file"]).is_file()),
-                    None,
+                    f"recording {recording['file']} not found in "
+                    f"{', '.join(map(str, dirs)) or '(none)'}; "
+                    "pass the audio folder or skip missing ones",
                 )
-                if audio is None:
-                    if skip_missing:
-                        continue
-                    raise ManifestError(
-                        path,
-                        lineno,
-                        f"recording {recording['file']} not found in "
-                        f"{', '.join(map(str, dirs)) or '(none)'}; "
-                        "pass the audio folder or skip missing ones",
-                    )
-                manifest.append(
-                    {
-                        "audio_filepath": str(audio.resolve()),
-                        "duration": audio_duration(audio),
-                        "text": rec["sentence"],
-                        "label": rec["intent"],
-                        "slurp_id": rec["slurp_id"],
-                        "scenario": rec["scenario"],
-                        "action": rec["action"],
-                        "entities": entities,
-                    }
-                )
+            manifest.append(
+                {
+                    "audio_filepath": str(audio.resolve()),
+                    "duration": audio_duration(audio),
+                    "text": rec["sentence"],
+                    "label": rec["intent"],
+                    "slurp_id": rec["slurp_id"],
+                    "scenario": rec["scenario"],
+                    "action": rec["action"],
+                    "entities": entities,
+                }
+            )
