@@ -171,7 +171,7 @@ class DownstreamModel(L.LightningModule):
             self.log(
                 f"{split}/{k}",
                 float(v["value"]),
-                prog_bar=k == self.task.primary_metric,
+                prog_bar=k in (self.task.primary_metric, self.task.dev_metric),
                 sync_dist=True,
             )
 

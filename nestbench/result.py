@@ -38,6 +38,9 @@ class RunResult:
     metrics: dict[str, dict[str, dict]]
     eval_splits: list[str]
     dev_split: str = "dev"
+    #: the dev metric that selected ``best_epoch`` ("" in results written before it existed:
+    #: the primary metric)
+    dev_metric: str = ""
     #: per epoch: {"epoch", <dev metric values>}
     dev_history: list[dict] = field(default_factory=list)
     best_epoch: int | None = None

@@ -367,8 +367,8 @@ class Run:
         from lightning.pytorch.loggers import CSVLogger
 
         t, task = self.cfg.trainer, self.task
-        monitor = f"{task.dev_split}/{task.primary_metric}"
-        mode = "min" if task.lower_is_better else "max"
+        monitor = f"{task.dev_split}/{task.dev_metric}"
+        mode = "min" if task.dev_lower_is_better else "max"
         ckpt = ModelCheckpoint(
             dirpath=self.dir / "checkpoints",
             monitor=monitor,
@@ -441,6 +441,7 @@ class Run:
             run_id=self.id,
             primary_metric=task.primary_metric,
             lower_is_better=task.lower_is_better,
+            dev_metric=task.dev_metric,
             metrics=metrics,
             eval_splits=list(task.eval_splits),
             dev_split=task.dev_split,
@@ -476,10 +477,13 @@ class Run:
 
 
 def _best_epoch(history: list[dict], task) -> int | None:
-    vals = [(h[task.primary_metric], h["epoch"]) for h in history if task.primary_metric in h]
+    """The epoch the checkpoint callback kept: the first best value of the dev metric."""
+    metric = task.dev_metric
+    vals = [(h[metric], h["epoch"]) for h in history if metric in h]
     if not vals:
         return None
-    return (min(vals) if task.lower_is_better else max(vals))[1]
+    best = min(v for v, _ in vals) if task.dev_lower_is_better else max(v for v, _ in vals)
+    return next(e for v, e in vals if v == best)
 
 
 def run(

@@ -3,7 +3,8 @@
 A task (a folder under ``tasks/``, installed as ``nestbench.tasks.<name>``; a third-party class
 registered under the entry-point group ``nestbench.tasks``; or a class given to
 :func:`register_task`) declares its ``name``, the manifest fields it ``needs``, its
-``primary_metric`` and whether lower is better, its ``eval_splits`` (one or more test sets) and
+``primary_metric`` and whether lower is better (and the ``dev_metric`` that picks the best
+epoch and stops training, by default the same), its ``eval_splits`` (one or more test sets) and
 the schema of its config section (``config_schema``, a dataclass for ``cfg.<name>``). The runner
 calls, in this order:
 
@@ -120,6 +121,16 @@ class Task:
     def opts(self):
         """This task's config section (``cfg.<name>``)."""
         return self.cfg[self.name] if self.name in self.cfg else None
+
+    @property
+    def dev_metric(self) -> str:
+        """The dev-split metric that selects the best epoch and stops training early (by
+        default the primary metric; a task may pick one that moves sooner, as ASR's CER)."""
+        return self.primary_metric
+
+    @property
+    def dev_lower_is_better(self) -> bool:
+        return self.lower_is_better
 
     def setup(self, info: EncoderInfo, run_dir: Path) -> None:
         self.info, self.run_dir = info, Path(run_dir)

@@ -247,6 +247,9 @@ def test_a_trained_head_beats_an_untrained_one(tmp_path, ctc_data):
     _, untrained = _asr_run(tmp_path, ctc_data, "optim.lr=0", epochs=1)
     wer, wer0 = (x.metrics["test"]["wer"]["value"] for x in (trained, untrained))
     assert wer < wer0 - 35, (wer, wer0)  # 30 vs 89 when measured
+    # the best epoch is picked on dev CER (asr.select_on), the first of its lowest values
+    cers = [h["cer"] for h in trained.dev_history]
+    assert trained.dev_metric == "cer" and trained.best_epoch == cers.index(min(cers))
     run_dir = r.dir
     assert (run_dir / "units.model").is_file()
     assert trained.artifacts == {

@@ -25,7 +25,8 @@ manifests ``<split>_manifest.json`` with ``text`` for ``train``, ``dev`` and eac
   ``asr.word_score``).
 - **Metrics** per eval split: corpus WER and CER (percent, bootstrap 95% intervals over
   utterances), word substitutions, deletions, insertions; hypotheses go to
-  ``<split>_predictions.json`` (each input line plus ``pred_text``, as NeMo writes them).
+  ``<split>_predictions.json`` (each input line plus ``pred_text``, as NeMo writes them). The
+  best epoch is the one with the lowest dev CER (``asr.select_on``; ``wer`` as in SUPERB).
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ class ASRConfig:
     lm_weight: float = spec()
     word_score: float = spec()
     bootstrap: int = spec(min=0)
+    select_on: str = spec(choices=("wer", "cer"))
 
 
 def ctc_frames_needed(ids: list[int]) -> int:
@@ -94,6 +96,12 @@ class ASRTask(Task):
     primary_metric = "wer"
     lower_is_better = True
     config_schema = ASRConfig
+
+    @property
+    def dev_metric(self) -> str:
+        """``asr.select_on``: dev CER by default. From CTC's all-blank start, characters come
+        right epochs before whole words do, and a dev WER stuck at 100 would stop the run."""
+        return self.opts.select_on if self.opts is not None else "cer"
 
     def __init__(self, cfg):
         super().__init__(cfg)
