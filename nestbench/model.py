@@ -66,6 +66,9 @@ class DownstreamModel(L.LightningModule):
         self.chunking = chunking
         self.eval_split = task.dev_split
         self.dev_history: list[dict] = []
+        #: set by the runner for the dev pass after training: the task tunes on its outputs
+        self.tuning = False
+        self.tuned: dict = {}
         self.split_metrics: dict[str, dict[str, dict]] = {}
         self._outputs: dict[int, object] = {}
 
@@ -159,6 +162,9 @@ class DownstreamModel(L.LightningModule):
         if split == "train":  # before training: the task initialises its head from them
             self.task.init_head(self.head, examples, outputs)
             return
+        if self.tuning:  # every rank tunes on the same gathered outputs
+            self.tuned = self.task.tune(split, examples, outputs)
+            self.tuning = False
         write = split != self.task.dev_split and self.trainer.is_global_zero
         raw = self.task.evaluate(split, examples, outputs, self.out_dir if write else None)
         scores = {k: as_score_dict(v) for k, v in raw.items()}

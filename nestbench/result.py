@@ -52,6 +52,8 @@ class RunResult:
     inputs: dict = field(default_factory=dict)
     cache: str | None = None
     checkpoint: str | None = None
+    #: what the task tuned on the dev split after training (diar: its post-processing)
+    tuned: dict = field(default_factory=dict)
     #: files the task wrote into the run folder (name -> path relative to it)
     artifacts: dict[str, str] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)

@@ -421,7 +421,15 @@ class Run:
             model.load_state_dict(state["state_dict"])
 
     def evaluate(self, trainer, model: DownstreamModel, data: TaskData) -> dict:
-        """Every eval split through the validation loop (the dev split's path): split -> scores."""
+        """Every eval split through the validation loop (the dev split's path): split -> scores.
+
+        A task with ``tune_on_dev`` first tunes on the best model's dev outputs."""
+        if self.task.tune_on_dev:
+            t = time.perf_counter()
+            data.split = model.eval_split = self.task.dev_split
+            model.tuning = True
+            trainer.validate(model, datamodule=data, verbose=False)
+            self.timings["tune"] = time.perf_counter() - t
         t = time.perf_counter()
         for split in self.task.eval_splits:
             data.split = model.eval_split = split
@@ -465,6 +473,7 @@ class Run:
             cache=str(data.cache.dir) if data.cache else None,
             checkpoint=self.checkpoint,
             artifacts=self.task.artifacts(),
+            tuned=model.tuned,
             timings_s={k: round(v, 2) for k, v in self.timings.items()},
             config=OmegaConf.to_container(cfg, resolve=True),
             versions=_versions(),

@@ -26,7 +26,9 @@ calls, in this order:
    head from them (SV starts its stats head from LDA);
 5. training: ``target(example, start, duration)`` for the (cropped) example, ``collate_targets``,
    ``loss(head, x [B, T, D], lengths [B], targets)``;
-6. prediction, one path for dev and every eval split (the same loader, device and precision):
+6. with ``tune_on_dev``, after training: ``tune(dev_split, examples, outputs)`` on the best
+   model's dev outputs (values fixed from then on, as post-processing tuned on dev);
+7. prediction, one path for dev and every eval split (the same loader, device and precision):
    ``predict(head, x, lengths) -> list`` of per-example outputs, then
    ``evaluate(split, examples, outputs, out_dir) -> {metric: Score | number}``, with ``outputs``
    aligned to ``examples``; with ``out_dir`` the task also writes its predictions there in its
@@ -53,7 +55,11 @@ from nestbench.errors import UserError
 from nestbench.windows import cut_windows
 
 TASK_ENTRY_POINT_GROUP = "nestbench.tasks"
-BUILTIN_TASKS = {"sv": "nestbench.tasks.sv:SVTask", "asr": "nestbench.tasks.asr:ASRTask"}
+BUILTIN_TASKS = {
+    "sv": "nestbench.tasks.sv:SVTask",
+    "asr": "nestbench.tasks.asr:ASRTask",
+    "diar": "nestbench.tasks.diar:DiarTask",
+}
 _REGISTERED: dict[str, type] = {}
 
 
@@ -111,6 +117,8 @@ class Task:
     window: tuple[float, float] | None = None
     #: Predict the training examples before training and pass them to ``init_head``.
     init_head_from_train: bool = False
+    #: After training, predict the dev split with the best model and pass it to ``tune``.
+    tune_on_dev: bool = False
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -182,6 +190,12 @@ class Task:
 
     def init_head(self, head: nn.Module, examples: list[dict], outputs: list) -> None:
         """Initialise ``head`` from the untrained model's outputs on the training examples."""
+
+    def tune(self, split: str, examples: list[dict], outputs: list) -> dict:
+        """With ``tune_on_dev``: fit what decoding needs (diarization: its post-processing) on
+        the best model's dev outputs, before any eval split is scored; returns the chosen
+        values, which the result records as ``tuned``."""
+        return {}
 
     def target(self, item: dict, start: float, duration: float | None) -> Any:
         raise NotImplementedError

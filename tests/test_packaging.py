@@ -23,6 +23,8 @@ def test_wheel_contents_and_import(tmp_path):
         "nestbench/tasks/sv/task.py",
         "nestbench/configs/run.yaml",
         "nestbench/configs/tasks/sv.yaml",
+        "nestbench/configs/tasks/diar.yaml",
+        "nestbench/tasks/diar/task.py",
         "nestbench/configs/pretrain/embedded.yaml",
         "nestbench/weights/nest_embedded.nemo",
     ):

@@ -51,6 +51,9 @@ FAST = {
     "sv": [*SMALL_SV, "trainer.max_epochs=1"],
     "asr": ["trainer.progress=false", "trainer.max_epochs=1", "asr.vocab_size=16",
             "asr.hidden_size=16", "asr.proj_dim=16", "asr.num_layers=1", "asr.bootstrap=50"],
+    "diar": ["trainer.progress=false", "trainer.max_epochs=1", "diar.hidden_size=16",
+             "diar.proj_dim=16", "diar.num_layers=1", "diar.bootstrap=50",
+             "diar.train_seconds=2", "diar.window_seconds=3", "diar.hop_seconds=1.5"],
 }  # fmt: skip
 
 

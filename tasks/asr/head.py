@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nestbench.layers import BiLSTM
+
 #: Head presets: ``asr.head`` -> (proj, hidden, layers, dropout); ``asr.*`` values override them.
 PRESETS = {
     "superb": {"proj_dim": 1024, "hidden_size": 1024, "num_layers": 2, "dropout": 0.2},
@@ -52,36 +54,6 @@ class CTCHead(nn.Module):
         b, t, _ = h.shape
         logits = self.out(self.dropout(h)).reshape(b, t * self.upsample, self.num_classes)
         return logits.log_softmax(-1), self.output_lengths(lengths)
-
-
-def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Each sequence of x [B, T, H] reversed within its length [B] (padding stays at the end)."""
-    t = torch.arange(x.shape[1], device=x.device)[None]
-    n = lengths.to(x.device)[:, None]
-    idx = torch.where(t < n, n - 1 - t, t)
-    return x.gather(1, idx[..., None].expand(-1, -1, x.shape[2]))
-
-
-class BiLSTM(nn.Module):
-    """Bidirectional LSTM layers over padded batches, each direction its own unidirectional
-    LSTM; the backward one runs on each sequence reversed within its length, so padding never
-    reaches a valid frame. (Same maths as ``nn.LSTM(bidirectional=True)`` on a packed sequence,
-    whose backward pass is ~15x slower on CPUs.) x [B, T, D], lengths [B] -> [B, T, 2H]."""
-
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int, dropout: float):
-        super().__init__()
-        sizes = [input_size] + [2 * hidden_size] * (num_layers - 1)
-        self.fwd = nn.ModuleList(nn.LSTM(d, hidden_size, batch_first=True) for d in sizes)
-        self.bwd = nn.ModuleList(nn.LSTM(d, hidden_size, batch_first=True) for d in sizes)
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        for i, (f, b) in enumerate(zip(self.fwd, self.bwd, strict=True)):
-            if i > 0:
-                x = self.dropout(x)
-            back, _ = b(reverse_padded(x, lengths))
-            x = torch.cat([f(x)[0], reverse_padded(back, lengths)], dim=-1)
-        return x
 
 
 def spec_augment(
