@@ -16,8 +16,8 @@ from nestbench.layers import BiLSTM
 
 #: ``diar.head`` -> its settings; ``diar.*`` values override them.
 PRESETS = {
-    # a 2-layer BiLSTM 128 (CPU, embedded corpus)
-    "small": {"model": "bilstm", "proj_dim": 128, "hidden_size": 128, "num_layers": 2,
+    # a 1-layer BiLSTM 128 (CPU, embedded corpus)
+    "small": {"model": "bilstm", "proj_dim": 128, "hidden_size": 128, "num_layers": 1,
               "dropout": 0.1},
     # SUPERB SD: 1-layer LSTM 512 on the features, then Linear to the speakers
     "superb": {"model": "lstm", "proj_dim": 0, "hidden_size": 512, "num_layers": 1,

@@ -270,7 +270,7 @@ class DiarTask(Task):
 
     def loss(self, head: DiarHead, x, lengths, targets) -> torch.Tensor:
         y, ylens = targets
-        logits = head(x, lengths)
+        logits = head(x, lengths).float()  # the S x S BCE matrix in float32 under bf16
         t = min(logits.shape[1], y.shape[1])  # an encoder may round a frame off
         valid = torch.minimum(lengths.to(ylens.device), ylens).clamp(max=t)
         return diarization_loss(
