@@ -59,6 +59,7 @@ BUILTIN_TASKS = {
     "sv": "nestbench.tasks.sv:SVTask",
     "asr": "nestbench.tasks.asr:ASRTask",
     "diar": "nestbench.tasks.diar:DiarTask",
+    "slu": "nestbench.tasks.slu:SLUTask",
 }
 _REGISTERED: dict[str, type] = {}
 

@@ -54,6 +54,9 @@ FAST = {
     "diar": ["trainer.progress=false", "trainer.max_epochs=1", "diar.hidden_size=16",
              "diar.proj_dim=16", "diar.num_layers=1", "diar.bootstrap=50",
              "diar.train_seconds=2", "diar.window_seconds=3", "diar.hop_seconds=1.5"],
+    "slu": ["trainer.progress=false", "trainer.max_epochs=1", "slu.vocab_size=16",
+            "slu.hidden_size=16", "slu.proj_dim=16", "slu.num_layers=1", "slu.bootstrap=50",
+            "slu.intent_hidden=16", "slu.upsample=4"],
 }  # fmt: skip
 
 

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from nestbench.layers import BiLSTM
+from nestbench.task import TaskError
 
 #: Head presets: ``asr.head`` -> (proj, hidden, layers, dropout); ``asr.*`` values override them.
 PRESETS = {
@@ -94,3 +95,31 @@ def spec_augment(
     w = valid.to(x.dtype)[..., None]
     mean = (x * w).sum(1, keepdim=True) / w.sum(1, keepdim=True).clamp_min(1)
     return torch.where(mask & valid[..., None], mean, x)
+
+
+def ctc_loss(
+    log_probs: torch.Tensor, out_lens: torch.Tensor, targets: list[torch.Tensor], who: str = "asr"
+) -> torch.Tensor:
+    """Mean over utterances of CTC loss / target length (torch's and NeMo's "mean"), blank 0.
+
+    log_probs [B, T, C], out_lens [B], targets: B tensors of class ids. Never zeroes a loss: an
+    infinite one (more CTC steps than frames) raises, naming ``who``.
+    """
+    flat = torch.cat(targets).to(log_probs.device)
+    target_lens = torch.tensor([t.numel() for t in targets], device=log_probs.device)
+    losses = nn.functional.ctc_loss(
+        log_probs.float().transpose(0, 1),
+        flat,
+        out_lens,
+        target_lens,
+        blank=0,
+        reduction="none",
+        zero_infinity=False,
+    )
+    if not bool(torch.isfinite(losses).all()):
+        bad = int((~torch.isfinite(losses)).sum())
+        raise TaskError(
+            f"{who}: the CTC loss of {bad} utterance(s) of a batch is not finite (more units "
+            "than frames reached training); this is a bug, please report it"
+        )
+    return (losses / target_lens.clamp_min(1)).mean()

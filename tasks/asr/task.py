@@ -38,10 +38,9 @@ from pathlib import Path
 
 import torch
 from nestbench.tasks.asr.decode import BeamDecoder, greedy, write_lexicon
-from nestbench.tasks.asr.head import PRESETS, CTCHead, spec_augment
+from nestbench.tasks.asr.head import PRESETS, CTCHead, ctc_loss, spec_augment
 from nestbench.tasks.asr.text import drop_outside, normalize, outside_alphabet
 from nestbench.tasks.asr.units import Units, train_units
-from torch import nn
 
 from nestbench.config import spec
 from nestbench.data.layout import find_manifest
@@ -248,24 +247,7 @@ class ASRTask(Task):
         if head.training:
             x = self._augment(x, lengths)
         log_probs, out_lens = head(x, lengths)
-        flat = torch.cat(targets).to(x.device)
-        target_lens = torch.tensor([t.numel() for t in targets], device=x.device)
-        losses = nn.functional.ctc_loss(
-            log_probs.float().transpose(0, 1),
-            flat,
-            out_lens,
-            target_lens,
-            blank=0,
-            reduction="none",
-            zero_infinity=False,
-        )
-        if not bool(torch.isfinite(losses).all()):
-            bad = int((~torch.isfinite(losses)).sum())
-            raise TaskError(
-                f"asr: the CTC loss of {bad} utterance(s) of a batch is not finite (more units "
-                "than frames reached training); this is a bug, please report it"
-            )
-        return (losses / target_lens.clamp_min(1)).mean()  # NeMo/torch "mean" reduction
+        return ctc_loss(log_probs, out_lens, targets, "asr")
 
     def predict(self, head: CTCHead, x, lengths) -> list[str]:
         log_probs, out_lens = head(x, lengths)

@@ -43,9 +43,17 @@ class Units:
 
 
 def train_units(
-    texts: Iterable[str], path: str | Path, vocab_size: int, model_type: str = "unigram"
+    texts: Iterable[str],
+    path: str | Path,
+    vocab_size: int,
+    model_type: str = "unigram",
+    symbols: Sequence[str] = (),
 ) -> Units:
     """Train a sentencepiece model on ``texts`` and save it as ``path`` (``.model``).
+
+    ``symbols`` are pieces kept whole wherever they occur (SLU's slot tags). A ``vocab_size``
+    below what sentencepiece needs (every character of the texts, the symbols, ``<unk>`` and
+    the word-boundary piece) is raised to that.
 
     ``vocab_size`` is an upper bound: a small corpus gets the pieces it supports. The file is
     written under a temporary name and renamed, so concurrent processes (DDP ranks) training the
@@ -56,6 +64,11 @@ def train_units(
     texts = [t for t in texts if t]
     if not texts:
         raise ValueError("no training transcripts to train subword units on")
+    plain = list(texts)
+    for sym in symbols:
+        plain = [t.replace(sym, " ") for t in plain]
+    needed = len(set("".join(plain)) - {" "}) + len(symbols) + 2
+    vocab_size = max(int(vocab_size), needed)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".units-")
     os.close(fd)
     try:
@@ -73,6 +86,7 @@ def train_units(
             input_sentence_size=0,
             num_threads=1,
             minloglevel=2,
+            user_defined_symbols=list(symbols),
         )
         os.replace(f"{tmp}.model", path)
     finally:
