@@ -140,3 +140,47 @@ def test_bad_input_is_named_or_counted(tmp_path):
     (data / "slu" / "dev" / "u0.wav").unlink()
     with pytest.raises(TaskError, match=r"dev_manifest.json: record 1: recording .* not exist"):
         _slu_run(tmp_path, data, "seed=1", epochs=1)
+
+
+def test_semantics_strings_parse_back_or_count_as_wrong():
+    from nestbench.tasks.slu.semantics import parse_semantics, semantics_string
+
+    gold = {"scenario": "alarm", "action": "set",
+            "entities": [{"type": "time", "filler": "eight am"}]}  # fmt: skip
+    text = semantics_string(gold)
+    assert text == ("{'scenario': 'alarm', 'action': 'set', 'entities': [{'type': 'time', "
+                    "'filler': 'eight am'}]}")  # fmt: skip
+    assert parse_semantics(text) == gold
+    for bad in ("{'scenario': 'alarm', 'action': 'set', 'entities': [{'type': 'time'",
+                "{'scenario': 'alarm'}", "['alarm']", "{'scenario': 1, 'action': 'x'}",
+                "{'scenario': 'a', 'action': 'b', 'entities': [{'type': 'x', 'filler': 2}]}",
+                "__import__('os')"):  # fmt: skip
+        assert parse_semantics(bad) is None, bad
+
+
+def test_the_seq2seq_head_overfits_a_batch_and_generates_it_back():
+    import torch
+    from nestbench.tasks.slu.head import Seq2SeqHead
+
+    torch.manual_seed(0)
+    head = Seq2SeqHead(16, 20, d_model=32, layers=1, heads=4, ff=64, dropout=0.0, max_len=20)
+    x, lengths = torch.randn(2, 25, 16), torch.tensor([25, 18])
+    targets = [torch.tensor([3, 4, 5, 6, 7, 3]), torch.tensor([9, 10, 11])]
+    opt = torch.optim.Adam(head.parameters(), 3e-3)
+    for _ in range(250):
+        opt.zero_grad()
+        head.loss(x, lengths, targets).backward()
+        opt.step()
+    assert head.eval().generate(x, lengths) == [t.tolist() for t in targets]
+
+
+def test_a_seq2seq_run_writes_slurp_predictions(tmp_path, slu_data):
+    """Two epochs do not teach a decoder the semantics syntax: what does not parse is written
+    as an empty prediction and scored as wrong."""
+    extra = ["slu.head=seq2seq", "slu.seq2seq_d_model=32", "slu.seq2seq_layers=1",
+             "slu.seq2seq_ff=64", "slu.vocab_size=40"]  # fmt: skip
+    r, result = _slu_run(tmp_path, slu_data, *extra, epochs=2)
+    preds = [json.loads(x) for x in (r.dir / "test_predictions.jsonl").read_text().splitlines()]
+    assert len(preds) == 16 and all(set(p) == {"file", "scenario", "action", "entities"}
+                                    for p in preds)  # fmt: skip
+    assert 0.0 <= result.metrics["test"]["intent_accuracy"]["value"] <= 100.0

@@ -70,3 +70,87 @@ class SLUHead(nn.Module):
         super().__init__()
         self.intent = IntentHead(dim, num_intents, **intent)
         self.ctc = CTCHead(dim, num_units, **ctc)
+
+
+def sinusoids(t: int, dim: int, device=None) -> torch.Tensor:
+    """[T, dim] sinusoidal position encodings (Vaswani et al.)."""
+    pos = torch.arange(t, device=device, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, device=device) * (-torch.log(torch.tensor(1e4)) / dim))
+    pe = torch.zeros(t, dim, device=device)
+    pe[:, 0::2] = torch.sin(pos * freq)
+    pe[:, 1::2] = torch.cos(pos * freq[: dim // 2])
+    return pe
+
+
+class Seq2SeqHead(nn.Module):
+    """NeMo SLU's design, small: the features projected to ``d_model`` (with position encodings)
+    are the memory of a Transformer decoder that generates the semantics string's units.
+
+    Tokens: 0 is padding, 1 ... V the units, V + 1 BOS, V + 2 EOS (``vocab`` = V + 3).
+    """
+
+    def __init__(self, dim: int, vocab: int, d_model: int = 128, layers: int = 2, heads: int = 4,
+                 ff: int = 512, dropout: float = 0.1, max_len: int = 512):  # fmt: skip
+        super().__init__()
+        self.vocab, self.d_model, self.max_len = vocab, d_model, max_len
+        self.bos, self.eos = vocab - 2, vocab - 1
+        self.proj = nn.Linear(dim, d_model)
+        self.embed = nn.Embedding(vocab, d_model, padding_idx=0)
+        layer = nn.TransformerDecoderLayer(d_model, heads, ff, dropout, batch_first=True,
+                                           norm_first=True)  # fmt: skip
+        self.decoder = nn.TransformerDecoder(layer, layers)
+        self.norm = nn.LayerNorm(d_model)
+        self.out = nn.Linear(d_model, vocab)
+
+    def memory(self, x: torch.Tensor, lengths: torch.Tensor):
+        """x [B, T, D] -> memory [B, T, d_model] and its padding mask [B, T] (True = pad)."""
+        m = self.proj(x) + sinusoids(x.shape[1], self.d_model, x.device)[None]
+        pad = torch.arange(x.shape[1], device=x.device)[None] >= lengths.to(x.device)[:, None]
+        return m, pad
+
+    def logits(self, memory, memory_pad, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, U] (BOS first) -> next-token logits [B, U, vocab] (causal)."""
+        u = tokens.shape[1]
+        h = self.embed(tokens) * self.d_model**0.5 + sinusoids(u, self.d_model, tokens.device)
+        causal = torch.triu(torch.ones(u, u, dtype=torch.bool, device=tokens.device), 1)
+        h = self.decoder(h, memory, tgt_mask=causal, tgt_key_padding_mask=tokens == 0,
+                         memory_key_padding_mask=memory_pad, tgt_is_causal=True)  # fmt: skip
+        return self.out(self.norm(h))
+
+    def loss(self, x, lengths, targets: list[torch.Tensor]) -> torch.Tensor:
+        """Teacher-forced cross-entropy of each target's units followed by EOS."""
+        memory, pad = self.memory(x, lengths)
+        n = max(t.numel() for t in targets) + 1
+        inp = torch.zeros(len(targets), n, dtype=torch.long, device=x.device)
+        out = torch.zeros_like(inp)
+        for i, t in enumerate(targets):
+            t = t.to(x.device)
+            inp[i, 0], inp[i, 1 : t.numel() + 1] = self.bos, t
+            out[i, : t.numel()], out[i, t.numel()] = t, self.eos
+        logits = self.logits(memory, pad, inp)
+        return nn.functional.cross_entropy(logits.float().transpose(1, 2), out, ignore_index=0)
+
+    @torch.no_grad()
+    def generate(self, x, lengths, max_len: int | None = None) -> list[list[int]]:
+        """Greedy decoding: per utterance its units (no BOS/EOS), at most ``max_len``."""
+        memory, pad = self.memory(x, lengths)
+        b = x.shape[0]
+        tokens = torch.full((b, 1), self.bos, dtype=torch.long, device=x.device)
+        done = torch.zeros(b, dtype=torch.bool, device=x.device)
+        for _ in range(max_len or self.max_len):
+            nxt = self.logits(memory, pad, tokens)[:, -1].argmax(-1)
+            nxt = torch.where(done, torch.zeros_like(nxt), nxt)
+            tokens = torch.cat([tokens, nxt[:, None]], dim=1)
+            done |= nxt == self.eos
+            if bool(done.all()):
+                break
+        out = []
+        for row in tokens[:, 1:].tolist():
+            ids = []
+            for i in row:
+                if i in (0, self.eos):
+                    break
+                if i != self.bos:
+                    ids.append(i)
+            out.append(ids)
+        return out

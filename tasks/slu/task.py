@@ -22,6 +22,10 @@ items, as in SLURP's scoring) with ``text``, ``scenario``, ``action`` and ``enti
   cross-entropy + ``slu.ctc_weight`` x CTC. The CTC branch is the ASR task's head (``slu.head_size``
   preset of ``tasks/asr/head.py``), with frame upsampling and SpecAugment as there; training
   recordings with more CTC steps than frames are left out and counted.
+- **Head** ``slu.head=seq2seq`` (NeMo's design, small): a Transformer decoder
+  (``slu.seq2seq_*``) over the projected features generates the semantics string
+  (``tasks/slu/semantics.py``) as sentencepiece units trained on the training semantics, with
+  teacher forcing; greedy decoding; output that does not parse counts as wrong.
 - **Best epoch**: the highest dev ``slu.select_on``, by default the mean of intent accuracy and
   SLU-F1.
 - **Metrics** per eval split (``nestbench/metrics/slu.py``): scenario, action and intent accuracy,
@@ -45,7 +49,8 @@ from nestbench.tasks.asr.head import PRESETS, ctc_loss, spec_augment
 from nestbench.tasks.asr.task import ctc_frames_needed
 from nestbench.tasks.asr.text import drop_outside, normalize
 from nestbench.tasks.asr.units import Units, train_units
-from nestbench.tasks.slu.head import SLUHead
+from nestbench.tasks.slu.head import Seq2SeqHead, SLUHead
+from nestbench.tasks.slu.semantics import parse_semantics, semantics_string
 from nestbench.tasks.slu.tags import join_tagged, parse_tags, tag_symbols, tag_text
 from torch import nn
 
@@ -67,7 +72,7 @@ _TYPE = re.compile(r"^[a-z0-9_]+$")
 class SLUConfig:
     """``cfg.slu`` (values: configs/tasks/slu.yaml)."""
 
-    head: str = spec(choices=("ctc",))
+    head: str = spec(choices=("ctc", "seq2seq"))
     pooling: str = spec(choices=("stats", "attention"))
     intent_hidden: int = spec(min=1)
     intent_dropout: float = spec(min=0, max=0.9)
@@ -86,6 +91,11 @@ class SLUConfig:
     time_mask_seconds: float = spec(min=0)
     feature_masks: int = spec(min=0)
     feature_mask_fraction: float = spec(min=0, max=1)
+    seq2seq_d_model: int = spec(min=8)
+    seq2seq_layers: int = spec(min=1)
+    seq2seq_heads: int = spec(min=1)
+    seq2seq_ff: int = spec(min=8)
+    seq2seq_dropout: float = spec(min=0, max=0.9)
     bootstrap: int = spec(min=0)
     select_on: str = spec(choices=("intent_slu_mean", "intent_accuracy", "slu_f1"))
 
@@ -120,6 +130,7 @@ class SLUTask(Task):
         self.intents: list[tuple[str, str]] = []  # (scenario, action), sorted
         self.units: Units | None = None
         self.report: dict = {}
+        self.max_decode = 512
 
     def setup(self, info: EncoderInfo, run_dir: Path) -> None:
         super().setup(info, run_dir)
@@ -182,18 +193,26 @@ class SLUTask(Task):
                     ", ".join("_".join(k) for k in sorted(unknown)[:5]),
                 )  # fmt: skip
         types = {e["type"] for r in splits["train"] for e in r[GOLD]["entities"]}
+        if self.seq2seq:  # units of the semantics strings
+            texts, symbols = [semantics_string(r[GOLD]) for r in splits["train"]], []
+        else:  # units of the tagged sentences, each tag one piece
+            texts, symbols = [r[TAGGED] for r in splits["train"]], tag_symbols(types)
         self.units = train_units(
-            [r[TAGGED] for r in splits["train"]],
+            texts,
             self.run_dir / "units.model",
-            self.opts.vocab_size + 2 * len(types),
+            self.opts.vocab_size + len(symbols),
             self.opts.units,
-            symbols=tag_symbols(types),
+            symbols=symbols,
         )
         log.info(
             "slu: %d intents, %d entity types, %d units (tags included)",
             len(self.intents), len(types), self.units.num_classes - 1,
         )  # fmt: skip
         return splits
+
+    @property
+    def seq2seq(self) -> bool:
+        return self.opts.head == "seq2seq"
 
     @staticmethod
     def intent(rec: dict) -> tuple[str, str]:
@@ -213,6 +232,13 @@ class SLUTask(Task):
         every recording."""
         if split != "train":
             return records
+        if self.seq2seq:
+            lengths = []
+            for rec in records:
+                rec[UNITS] = self.units.encode(semantics_string(rec[GOLD]))
+                lengths.append(len(rec[UNITS]))
+            self.max_decode = 2 * max(lengths) + 8
+            return records
         keep = []
         for rec in records:
             rec[UNITS] = self.units.encode(rec[TAGGED])
@@ -231,8 +257,13 @@ class SLUTask(Task):
         return keep
 
     # -- model -----------------------------------------------------------------------------
-    def build_head(self, info: EncoderInfo) -> SLUHead:
+    def build_head(self, info: EncoderInfo) -> SLUHead | Seq2SeqHead:
         o = self.opts
+        if self.seq2seq:
+            return Seq2SeqHead(
+                info.hidden_size, self.units.num_classes + 2, o.seq2seq_d_model, o.seq2seq_layers,
+                o.seq2seq_heads, o.seq2seq_ff, o.seq2seq_dropout, max_len=self.max_decode,
+            )  # fmt: skip
         ctc = {k: (o[k] if o[k] is not None else v) for k, v in PRESETS[o.head_size].items()}
         intent = {"hidden": o.intent_hidden, "pooling": o.pooling, "dropout": o.intent_dropout}
         return SLUHead(
@@ -241,24 +272,34 @@ class SLUTask(Task):
         )  # fmt: skip
 
     def target(self, item: dict, start: float, duration: float | None):
+        if self.seq2seq:
+            return torch.tensor(item[UNITS], dtype=torch.long)
         return self.intents.index(self.intent(item)), torch.tensor(item[UNITS], dtype=torch.long)
 
     def collate_targets(self, targets):
+        if self.seq2seq:
+            return targets
         return torch.tensor([t[0] for t in targets]), [t[1] for t in targets]
 
-    def loss(self, head: SLUHead, x, lengths, targets) -> torch.Tensor:
-        intents, units = targets
+    def loss(self, head, x, lengths, targets) -> torch.Tensor:
         if head.training:
             o = self.opts
             x = spec_augment(
                 x, lengths, o.time_masks, int(round(o.time_mask_seconds * self.info.frame_rate)),
                 o.feature_masks, int(round(o.feature_mask_fraction * x.shape[-1])),
             )  # fmt: skip
+        if self.seq2seq:
+            return head.loss(x, lengths, targets)
+        intents, units = targets
         ce = nn.functional.cross_entropy(head.intent(x, lengths).float(), intents.to(x.device))
         log_probs, out_lens = head.ctc(x, lengths)
         return ce + self.opts.ctc_weight * ctc_loss(log_probs, out_lens, units, "slu")
 
-    def predict(self, head: SLUHead, x, lengths) -> list[dict]:
+    def predict(self, head, x, lengths) -> list[dict | None]:
+        """Per recording its semantics (and the decoded words); None for seq2seq output that
+        does not parse."""
+        if self.seq2seq:
+            return [parse_semantics(self.units.decode(ids)) for ids in head.generate(x, lengths)]
         best = head.intent(x, lengths).argmax(-1).tolist()
         log_probs, out_lens = head.ctc(x, lengths)
         out = []
@@ -285,7 +326,8 @@ class SLUTask(Task):
         if out_dir is not None:
             lines = []
             for rec, pred in zip(examples, outputs, strict=True):
-                row = {"file": Path(rec["audio_filepath"]).name, **(pred or {})}
+                empty = {"scenario": "", "action": "", "entities": []}  # did not parse
+                row = {"file": Path(rec["audio_filepath"]).name, **(pred or empty)}
                 row.pop("text", None)
                 lines.append(json.dumps(row) + "\n")
             atomic_write_text(Path(out_dir) / f"{split}_predictions.jsonl", "".join(lines))
