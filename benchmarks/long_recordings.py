@@ -24,14 +24,13 @@ import argparse
 import itertools
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from _measure import measured
 
 SR = 16000
 
@@ -106,18 +105,12 @@ def measured_run(encoder: str, data: Path, out: Path, overrides: list[str]) -> d
         f"cache.root={out / 'cache'}", "trainer.max_epochs=1", "trainer.progress=false",
         *overrides,
     ]  # fmt: skip
-    t = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"run failed ({' '.join(cmd)}):\n{output[-3000:]}")
+    rss, wall, _ = measured(cmd)
     (result,) = (out / "sv").glob("*/result.json")
     doc = json.loads(result.read_text())
     return {
-        "peak_rss_gb": round(usage.ru_maxrss / 2**20, 3),  # ru_maxrss is in KiB on Linux
-        "wall_s": round(wall, 1),
+        "peak_rss_gb": rss,
+        "wall_s": wall,
         "eer": round(doc["metrics"]["test"]["eer"]["value"], 2),
     }
 

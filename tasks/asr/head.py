@@ -10,9 +10,12 @@ linear head.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
+from nestbench.config import spec
 from nestbench.layers import BiLSTM
 from nestbench.task import TaskError
 
@@ -123,3 +126,42 @@ def ctc_loss(
             "than frames reached training); this is a bug, please report it"
         )
     return (losses / target_lens.clamp_min(1)).mean()
+
+
+@dataclass
+class CTCBranchConfig:
+    """The config keys of a CTC head over sentencepiece units, shared by ASR and SLU (``asr.*``,
+    ``slu.*``): head size overrides, upsampling, units, SpecAugment."""
+
+    proj_dim: int | None = spec(min=1)
+    hidden_size: int | None = spec(min=1)
+    num_layers: int | None = spec(min=0)
+    dropout: float | None = spec(min=0, max=0.9)
+    upsample: str | int = spec()
+    units: str = spec(choices=("unigram", "bpe"))
+    vocab_size: int = spec(min=2)
+    time_masks: int = spec(min=0)
+    time_mask_seconds: float = spec(min=0)
+    feature_masks: int = spec(min=0)
+    feature_mask_fraction: float = spec(min=0, max=1)
+
+
+def upsample_factor(value, frame_rate: float, key: str) -> int:
+    """``upsample`` as a factor: ``auto`` is 2 below 25 frames/s (NEST's 12.5), else 1."""
+    if value == "auto":
+        return 2 if frame_rate < 25 else 1
+    if str(value) not in ("1", "2", "3", "4"):
+        raise TaskError(f"{key}: {value!r}, expected auto, 1, 2, 3 or 4")
+    return int(value)
+
+
+def augment(x: torch.Tensor, lengths: torch.Tensor, opts, frame_rate: float) -> torch.Tensor:
+    """:func:`spec_augment` with the widths of a :class:`CTCBranchConfig` (seconds, fraction)."""
+    return spec_augment(
+        x,
+        lengths,
+        opts.time_masks,
+        int(round(opts.time_mask_seconds * frame_rate)),
+        opts.feature_masks,
+        int(round(opts.feature_mask_fraction * x.shape[-1])),
+    )

@@ -38,7 +38,14 @@ from pathlib import Path
 
 import torch
 from nestbench.tasks.asr.decode import BeamDecoder, greedy, write_lexicon
-from nestbench.tasks.asr.head import PRESETS, CTCHead, ctc_loss, spec_augment
+from nestbench.tasks.asr.head import (
+    PRESETS,
+    CTCBranchConfig,
+    CTCHead,
+    augment,
+    ctc_loss,
+    upsample_factor,
+)
 from nestbench.tasks.asr.text import drop_outside, normalize, outside_alphabet
 from nestbench.tasks.asr.units import Units, train_units
 
@@ -56,24 +63,13 @@ REF = "_ref"
 
 
 @dataclass
-class ASRConfig:
+class ASRConfig(CTCBranchConfig):
     """``cfg.asr`` (values: configs/tasks/asr.yaml)."""
 
     head: str = spec(choices=tuple(PRESETS))
-    proj_dim: int | None = spec(min=1)
-    hidden_size: int | None = spec(min=1)
-    num_layers: int | None = spec(min=0)
-    dropout: float | None = spec(min=0, max=0.9)
-    upsample: str | int = spec()
-    units: str = spec(choices=("unigram", "bpe"))
-    vocab_size: int = spec(min=2)
     unknown_chars: str = spec(choices=("drop", "error"))
     impossible: str = spec(choices=("drop", "error"))
     max_train_seconds: float | None = spec(gt=0)
-    time_masks: int = spec(min=0)
-    time_mask_seconds: float = spec(min=0)
-    feature_masks: int = spec(min=0)
-    feature_mask_fraction: float = spec(min=0, max=1)
     decoder: str = spec(choices=("greedy", "beam"))
     beam_size: int = spec(min=1)
     lm: str | None = spec()
@@ -164,12 +160,7 @@ class ASRTask(Task):
 
     @property
     def upsample(self) -> int:
-        u = self.opts.upsample
-        if u == "auto":
-            return 2 if self.info.frame_rate < 25 else 1
-        if str(u) not in ("1", "2", "3", "4"):
-            raise TaskError(f"asr.upsample: {u!r}, expected auto, 1, 2, 3 or 4")
-        return int(u)
+        return upsample_factor(self.opts.upsample, self.info.frame_rate, "asr.upsample")
 
     def _frames(self, rec: dict) -> int:
         return num_frames(float(rec["duration"]), self.info.frame_rate) * self.upsample
@@ -232,20 +223,9 @@ class ASRTask(Task):
     def collate_targets(self, targets: list[torch.Tensor]) -> list[torch.Tensor]:
         return targets
 
-    def _augment(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        o = self.opts
-        return spec_augment(
-            x,
-            lengths,
-            o.time_masks,
-            int(round(o.time_mask_seconds * self.info.frame_rate)),
-            o.feature_masks,
-            int(round(o.feature_mask_fraction * x.shape[-1])),
-        )
-
     def loss(self, head: CTCHead, x, lengths, targets) -> torch.Tensor:
         if head.training:
-            x = self._augment(x, lengths)
+            x = augment(x, lengths, self.opts, self.info.frame_rate)
         log_probs, out_lens = head(x, lengths)
         return ctc_loss(log_probs, out_lens, targets, "asr")
 

@@ -45,7 +45,13 @@ from pathlib import Path
 
 import torch
 from nestbench.tasks.asr.decode import greedy
-from nestbench.tasks.asr.head import PRESETS, ctc_loss, spec_augment
+from nestbench.tasks.asr.head import (
+    PRESETS,
+    CTCBranchConfig,
+    augment,
+    ctc_loss,
+    upsample_factor,
+)
 from nestbench.tasks.asr.task import ctc_frames_needed
 from nestbench.tasks.asr.text import drop_outside, normalize
 from nestbench.tasks.asr.units import Units, train_units
@@ -69,8 +75,8 @@ _TYPE = re.compile(r"^[a-z0-9_]+$")
 
 
 @dataclass
-class SLUConfig:
-    """``cfg.slu`` (values: configs/tasks/slu.yaml)."""
+class SLUConfig(CTCBranchConfig):
+    """``cfg.slu`` (values: configs/tasks/slu.yaml; the CTC branch's keys as ``asr.*``)."""
 
     head: str = spec(choices=("ctc", "seq2seq"))
     pooling: str = spec(choices=("stats", "attention"))
@@ -78,19 +84,8 @@ class SLUConfig:
     intent_dropout: float = spec(min=0, max=0.9)
     ctc_weight: float = spec(min=0)
     head_size: str = spec(choices=tuple(PRESETS))
-    proj_dim: int | None = spec(min=1)
-    hidden_size: int | None = spec(min=1)
-    num_layers: int | None = spec(min=0)
-    dropout: float | None = spec(min=0, max=0.9)
-    upsample: str | int = spec()
-    units: str = spec(choices=("unigram", "bpe"))
-    vocab_size: int = spec(min=2)
     unknown_intent: str = spec(choices=("count", "error"))
     missing_span: str = spec(choices=("drop", "error"))
-    time_masks: int = spec(min=0)
-    time_mask_seconds: float = spec(min=0)
-    feature_masks: int = spec(min=0)
-    feature_mask_fraction: float = spec(min=0, max=1)
     seq2seq_d_model: int = spec(min=8)
     seq2seq_layers: int = spec(min=1)
     seq2seq_heads: int = spec(min=1)
@@ -220,12 +215,7 @@ class SLUTask(Task):
 
     @property
     def upsample(self) -> int:
-        u = self.opts.upsample
-        if u == "auto":
-            return 2 if self.info.frame_rate < 25 else 1
-        if str(u) not in ("1", "2", "3", "4"):
-            raise TaskError(f"slu.upsample: {u!r}, expected auto, 1, 2, 3 or 4")
-        return int(u)
+        return upsample_factor(self.opts.upsample, self.info.frame_rate, "slu.upsample")
 
     def examples(self, split: str, records: list[dict]) -> list[dict]:
         """Train: recordings whose tagged units fit their frames (the others counted). Eval:
@@ -283,11 +273,7 @@ class SLUTask(Task):
 
     def loss(self, head, x, lengths, targets) -> torch.Tensor:
         if head.training:
-            o = self.opts
-            x = spec_augment(
-                x, lengths, o.time_masks, int(round(o.time_mask_seconds * self.info.frame_rate)),
-                o.feature_masks, int(round(o.feature_mask_fraction * x.shape[-1])),
-            )  # fmt: skip
+            x = augment(x, lengths, self.opts, self.info.frame_rate)
         if self.seq2seq:
             return head.loss(x, lengths, targets)
         intents, units = targets

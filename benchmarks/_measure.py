@@ -1,0 +1,20 @@
+"""What the memory benchmarks share: one command in its own process, measured."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+
+def measured(cmd: list[str]) -> tuple[float, float, str]:
+    """Run ``cmd``; its peak RSS in GB (``os.wait4``: that process alone), its wall time in
+    seconds and its output. Exits naming the command and its last output if it fails."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"run failed ({' '.join(cmd)}):\n{output[-3000:]}")
+    return round(usage.ru_maxrss / 2**20, 3), round(wall, 1), output  # ru_maxrss: KiB on Linux
