@@ -5,7 +5,7 @@ deletions and insertions; the corpus rate is (S + D + I) / (H + S + D) summed ov
 (what ``jiwer.wer`` gives for the lists), and its 95% interval is a bootstrap over utterances
 through :class:`nestbench.metrics.base.ErrorRate`. An empty reference contributes its
 hypothesis's words as insertions and nothing to the denominator; an empty hypothesis deletes the
-whole reference.
+whole reference. Runs of whitespace count as one space (references and hypotheses alike).
 """
 
 from __future__ import annotations

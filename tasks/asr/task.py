@@ -235,7 +235,8 @@ class ASRTask(Task):
             ids = self._beam_decoder()(log_probs, out_lens)
         else:
             ids = greedy(log_probs, out_lens)
-        return [self.units.decode(i) for i in ids]
+        # one space between words: what is scored is what <split>_predictions.json holds
+        return [" ".join(self.units.decode(i).split()) for i in ids]
 
     def _beam_decoder(self) -> BeamDecoder:
         if self._beam is None:
