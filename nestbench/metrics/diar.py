@@ -75,27 +75,43 @@ def timeline(regions: Sequence[UEMRegion], uri: str, duration: float):
     return Timeline([PSegment(a, b) for a, b in spans if b > a], uri=uri)
 
 
-def session_components(session: Session, collar: float) -> tuple[dict, dict]:
-    """DER and JER components of one session at ``collar`` (pyannote's total width), seconds."""
-    from pyannote.metrics.diarization import DiarizationErrorRate, JaccardErrorRate
+def pyannote_inputs(session: Session) -> tuple:
+    """The session as pyannote sees it: reference and hypothesis annotations and the UEM."""
+    return (
+        annotation(session.reference, session.uri),
+        annotation(session.hypothesis, session.uri),
+        timeline(session.uem, session.uri, session.duration),
+    )
 
-    ref = annotation(session.reference, session.uri)
-    hyp = annotation(session.hypothesis, session.uri)
-    uem = timeline(session.uem, session.uri, session.duration)
+
+def session_der(session: Session, collar: float, inputs: tuple | None = None) -> dict:
+    """DER components of one session at ``collar`` (pyannote's total width), seconds
+    (``inputs``: :func:`pyannote_inputs` already built)."""
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    ref, hyp, uem = inputs or pyannote_inputs(session)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pyannote warns about empty annotations
         d = DiarizationErrorRate(collar=collar, skip_overlap=False)(
             ref, hyp, uem=uem, detailed=True
         )
-        j = JaccardErrorRate(collar=collar, skip_overlap=False)(ref, hyp, uem=uem, detailed=True)
-    der = {
+    return {
         "missed": d["missed detection"],
         "false_alarm": d["false alarm"],
         "confusion": d["confusion"],
         "total": d["total"],
     }
-    jer = {"speaker_error": j["speaker error"], "speaker_count": j["speaker count"]}
-    return der, jer
+
+
+def session_jer(session: Session, collar: float = 0.0, inputs: tuple | None = None) -> dict:
+    """JER components of one session: summed per-speaker error and the speaker count."""
+    from pyannote.metrics.diarization import JaccardErrorRate
+
+    ref, hyp, uem = inputs or pyannote_inputs(session)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        j = JaccardErrorRate(collar=collar, skip_overlap=False)(ref, hyp, uem=uem, detailed=True)
+    return {"speaker_error": j["speaker error"], "speaker_count": j["speaker count"]}
 
 
 def score_sessions(
@@ -117,8 +133,9 @@ def score_sessions(
     table = []
     for s in sessions:
         row: dict = {"uri": s.uri}
+        inputs = pyannote_inputs(s)
         for name, collar in COLLARS.items():
-            der, j = session_components(s, collar)
+            der = session_der(s, collar, inputs)
             per[name].add(**der)
             errors = der["missed"] + der["false_alarm"] + der["confusion"]
             row[name] = 100 * float(_ratio(errors, der["total"]))
@@ -127,6 +144,7 @@ def score_sessions(
                 for k in ("missed", "false_alarm", "confusion"):
                     row[k] = 100 * float(_ratio(der[k], der["total"]))
                 if jer:
+                    j = session_jer(s, collar, inputs)
                     jaccard.add(**j)
                     row["jer"] = 100 * float(_ratio(j["speaker_error"], j["speaker_count"]))
         table.append(row)

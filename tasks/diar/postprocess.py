@@ -124,15 +124,16 @@ def tune(
         probs: per dev session, its activities [T, S].
         score: the DER of per-session hypotheses.
         segments: (session index, smoothed activities, settings) -> that session's turns.
-        start: where stage 2 starts from when stage 1 finds nothing better (default values).
+        start: the values stage 1 does not search (pads, minimum durations) start from these
+            (default: the defaults).
 
     Returns:
         the best settings, their score and the number of settings tried.
     """
     best, best_score = start or PostProcessing(), float("inf")
     tried = 0
-    for median in STAGE1["median_seconds"]:
-        smoothed = [smooth(p, frame_rate, median) for p in probs]
+    smoothed_by = {m: [smooth(p, frame_rate, m) for p in probs] for m in STAGE1["median_seconds"]}
+    for median, smoothed in smoothed_by.items():
         for onset, below in itertools.product(STAGE1["onset"], STAGE1["offset_below_onset"]):
             pp = replace(best, onset=onset, offset=round(max(onset - below, 0.05), 3),
                          median_seconds=median)  # fmt: skip
@@ -140,7 +141,7 @@ def tune(
             tried += 1
             if value < best_score:
                 best, best_score = pp, value
-    smoothed = [smooth(p, frame_rate, best.median_seconds) for p in probs]
+    smoothed = smoothed_by[best.median_seconds]  # stage 1 always sets the filter
     stage1 = best
     for values in itertools.product(*STAGE2.values()):
         pp = replace(stage1, **dict(zip(STAGE2, values, strict=True)))

@@ -54,7 +54,7 @@ from nestbench.metrics.diar import (
     DiarizationError,
     Session,
     score_sessions,
-    session_components,
+    session_der,
 )
 from nestbench.task import EncoderInfo, Task, TaskError
 from nestbench.windows import cut_windows, num_frames
@@ -304,7 +304,7 @@ class DiarTask(Task):
         def pooled(hyps: list[list[Segment]]) -> float:
             m = DiarizationError()
             for rec, hyp in zip(records, hyps, strict=True):
-                m.add(**session_components(self._scored(rec, hyp), collar)[0])
+                m.add(**session_der(self._scored(rec, hyp), collar))
             return 100 * m.value()
 
         def segments(i: int, p: np.ndarray, post: PostProcessing) -> list[Segment]:

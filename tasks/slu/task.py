@@ -218,17 +218,23 @@ class SLUTask(Task):
         return upsample_factor(self.opts.upsample, self.info.frame_rate, "slu.upsample")
 
     def examples(self, split: str, records: list[dict]) -> list[dict]:
-        """Train: recordings whose tagged units fit their frames (the others counted). Eval:
+        """Train: with the ctc head the recordings whose tagged units fit their frames (the
+        others counted), with seq2seq all; the data report goes to ``slu_data.json``. Eval:
         every recording."""
         if split != "train":
             return records
         if self.seq2seq:
-            lengths = []
             for rec in records:
                 rec[UNITS] = self.units.encode(semantics_string(rec[GOLD]))
-                lengths.append(len(rec[UNITS]))
-            self.max_decode = 2 * max(lengths) + 8
-            return records
+            self.max_decode = 2 * max(len(r[UNITS]) for r in records) + 8
+            keep = records
+        else:
+            keep = self._ctc_feasible(records)
+        atomic_write_text(self.run_dir / "slu_data.json", json.dumps(self.report, indent=2) + "\n")
+        return keep
+
+    def _ctc_feasible(self, records: list[dict]) -> list[dict]:
+        """The training recordings whose tagged units fit their frames (the others counted)."""
         keep = []
         for rec in records:
             rec[UNITS] = self.units.encode(rec[TAGGED])
@@ -243,7 +249,6 @@ class SLUTask(Task):
             )  # fmt: skip
         if not keep:
             raise TaskError("slu: no usable training recording (see the log for why)")
-        atomic_write_text(self.run_dir / "slu_data.json", json.dumps(self.report, indent=2) + "\n")
         return keep
 
     # -- model -----------------------------------------------------------------------------
