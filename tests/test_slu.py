@@ -184,3 +184,48 @@ def test_a_seq2seq_run_writes_slurp_predictions(tmp_path, slu_data):
     assert len(preds) == 16 and all(set(p) == {"file", "scenario", "action", "entities"}
                                     for p in preds)  # fmt: skip
     assert 0.0 <= result.metrics["test"]["intent_accuracy"]["value"] <= 100.0
+
+
+def test_beam_search_finds_what_greedy_misses():
+    """A fixed next-token table where the greedy path (A C, p = 0.6 x 0.3 = 0.18) is less likely
+    than B (p = 0.4 x 0.9 = 0.36): beam 2 finds B; beam 1 is greedy."""
+    import torch
+    from nestbench.tasks.slu.head import Seq2SeqHead
+
+    pad, a, b, c, bos, eos = range(6)
+    table = {bos: {a: 0.6, b: 0.4}, a: {a: 0.25, b: 0.25, c: 0.3, eos: 0.2},
+             b: {eos: 0.9, c: 0.1}, c: {eos: 1.0}}  # fmt: skip
+
+    class Table(Seq2SeqHead):
+        def logits(self, memory, memory_pad, tokens):
+            out = torch.full((*tokens.shape, self.vocab), -30.0)
+            for i, row in enumerate(tokens.tolist()):
+                for j, tok in enumerate(row):
+                    for nxt, p in table.get(tok, {eos: 1.0}).items():
+                        out[i, j, nxt] = float(np.log(p))
+            return out
+
+    head = Table(4, 6, d_model=8, layers=1, heads=2, ff=8, dropout=0.0, max_len=6).eval()
+    x, lengths = torch.zeros(2, 3, 4), torch.tensor([3, 2])
+    assert head.generate(x, lengths) == [[a, c], [a, c]]
+    assert head.beam_search(x, lengths, beam=1) == [[a, c], [a, c]]
+    assert head.generate(x, lengths, beam=2) == [[b], [b]]
+    # a length penalty favours the longer hypothesis: A C scores log(0.18) / 3 > log(0.36) / 2
+    assert head.generate(x, lengths, beam=2, length_penalty=1.0) == [[a, c], [a, c]]
+
+
+def test_frame_pooling_and_mean_max_pooling_ignore_padding():
+    import torch
+    from nestbench.tasks.slu.head import MeanMaxPooling, pool_frames
+
+    x = torch.arange(12.0).reshape(1, 6, 2).repeat(2, 1, 1)  # frame t = [2t, 2t + 1]
+    x[1, 5:] = 1e6  # padding of the second utterance (length 5)
+    pooled, lengths = pool_frames(x, torch.tensor([6, 5]), 2)
+    assert lengths.tolist() == [3, 3]
+    assert pooled[0].tolist() == [[1.0, 2.0], [5.0, 6.0], [9.0, 10.0]]
+    assert pooled[1, 2].tolist() == [8.0, 9.0]  # its last run is frame 4 alone
+    same, n = pool_frames(x, torch.tensor([6, 5]), 1)
+    assert same is x and n.tolist() == [6, 5]
+    stats = MeanMaxPooling()(x, torch.tensor([6, 5]))
+    assert stats[1].tolist() == [4.0, 5.0, 8.0, 9.0]  # mean and max of frames 0-4
+    assert stats[0].tolist() == [5.0, 6.0, 10.0, 11.0]

@@ -50,14 +50,25 @@ class CTCHead(nn.Module):
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return lengths * self.upsample
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x [B, T, D], lengths [B] -> log-probabilities [B, T x upsample, C] and their lengths."""
+    @property
+    def state_size(self) -> int:
+        """The width of :meth:`states` (2 x hidden, or proj for a linear head)."""
+        return self.out.in_features
+
+    def states(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """x [B, T, D] -> the last LSTM layer's states (the projection's without one) [B, T, H]."""
         h = self.proj(x)
-        if self.lstm is not None:
-            h = self.lstm(h, lengths)
+        return self.lstm(h, lengths) if self.lstm is not None else h
+
+    def classify(self, h: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """States h [B, T, H] -> log-probabilities [B, T x upsample, C] and their lengths."""
         b, t, _ = h.shape
         logits = self.out(self.dropout(h)).reshape(b, t * self.upsample, self.num_classes)
         return logits.log_softmax(-1), self.output_lengths(lengths)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, T, D], lengths [B] -> log-probabilities [B, T x upsample, C] and their lengths."""
+        return self.classify(self.states(x, lengths), lengths)
 
 
 def spec_augment(

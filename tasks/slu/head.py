@@ -1,10 +1,12 @@
 """SLU heads on the featurizer output x [B, T, D].
 
-``SLUHead`` (the default, SUPERB's IC + SF designs together): an utterance-level intent
-classifier (``pooling``: ``stats``, the mean and standard deviation over valid frames, or
-``attention``, attentive statistics pooling; then Linear -> ReLU -> Linear over the training
-intents) and a CTC branch (:class:`nestbench.tasks.asr.head.CTCHead`) over subword units with
-slot tags around each entity's words.
+``SLUHead`` (the default, SUPERB's IC + SF designs together): a CTC branch
+(:class:`nestbench.tasks.asr.head.CTCHead`) over subword units with slot tags around each
+entity's words, and an utterance-level intent classifier on its LSTM states (or on x itself):
+``pooling`` ``max`` (the mean and the maximum over valid frames), ``stats`` (mean and standard
+deviation) or ``attention`` (attentive statistics), then Linear -> ReLU -> Linear over the
+training intents. ``Seq2SeqHead``: NeMo's design, a Transformer decoder generating the
+semantics string (greedy or beam search).
 """
 
 from __future__ import annotations
@@ -16,6 +18,18 @@ from torch import nn
 
 def _valid(lengths: torch.Tensor, t: int, device) -> torch.Tensor:
     return (torch.arange(t, device=device)[None] < lengths.to(device)[:, None]).float()
+
+
+def pool_frames(x: torch.Tensor, lengths: torch.Tensor, k: int):
+    """Average each run of ``k`` frames (a partial last run over its own frames): x [B, T, D],
+    lengths [B] -> [B, ceil(T / k), D] and ceil(lengths / k). k = 1 returns them unchanged."""
+    if k == 1:
+        return x, lengths
+    m = _valid(lengths, x.shape[1], x.device)[..., None]
+    pad = (-x.shape[1]) % k
+    xs = nn.functional.pad(x * m, (0, 0, 0, pad)).unflatten(1, (-1, k)).sum(2)
+    ms = nn.functional.pad(m, (0, 0, 0, pad)).unflatten(1, (-1, k)).sum(2)
+    return xs / ms.clamp_min(1), (lengths + k - 1) // k
 
 
 def weighted_stats(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -32,6 +46,18 @@ class StatsPooling(nn.Module):
     def forward(self, x, lengths):
         m = _valid(lengths, x.shape[1], x.device)
         return weighted_stats(x, m / m.sum(1, keepdim=True).clamp_min(1))
+
+
+class MeanMaxPooling(nn.Module):
+    """x [B, T, D], lengths [B] -> [B, 2D]: the mean and the maximum over the valid frames. The
+    maximum passes a word's evidence from its few frames undiluted (mean and standard deviation
+    spread each frame's gradient over all T), so intents are learnt far sooner."""
+
+    def forward(self, x, lengths):
+        m = _valid(lengths, x.shape[1], x.device)
+        mean = (x * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp_min(1)
+        peak = x.masked_fill(m[..., None] == 0, float("-inf")).amax(1)
+        return torch.cat([mean, peak], dim=-1)
 
 
 class AttentivePooling(nn.Module):
@@ -52,7 +78,8 @@ class IntentHead(nn.Module):
 
     def __init__(self, dim: int, num_intents: int, hidden: int, pooling: str, dropout: float):
         super().__init__()
-        self.pool = AttentivePooling(dim) if pooling == "attention" else StatsPooling()
+        pools = {"stats": StatsPooling, "max": MeanMaxPooling}
+        self.pool = AttentivePooling(dim) if pooling == "attention" else pools[pooling]()
         self.mlp = nn.Sequential(
             nn.Linear(2 * dim, hidden),
             nn.ReLU(),
@@ -66,10 +93,28 @@ class IntentHead(nn.Module):
 
 
 class SLUHead(nn.Module):
-    def __init__(self, dim: int, num_intents: int, num_units: int, intent: dict, ctc: dict):
+    """The intent classifier and the CTC branch. ``intent_input="states"`` pools the CTC
+    branch's LSTM states (the words it learns to spell carry the intent; the default), and
+    ``"features"`` pools the featurizer output itself (SUPERB IC's design, for encoders whose
+    frames already carry words)."""
+
+    def __init__(self, dim: int, num_intents: int, num_units: int, intent: dict, ctc: dict,
+                 intent_input: str = "states"):  # fmt: skip
         super().__init__()
-        self.intent = IntentHead(dim, num_intents, **intent)
+        if intent_input not in ("states", "features"):
+            raise ValueError(f"intent_input {intent_input!r}, expected states or features")
+        self.intent_input = intent_input
         self.ctc = CTCHead(dim, num_units, **ctc)
+        width = self.ctc.state_size if intent_input == "states" else dim
+        self.intent = IntentHead(width, num_intents, **intent)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor):
+        """x [B, T, D], lengths [B] -> intent logits [B, I], CTC log-probabilities
+        [B, T x upsample, C] and their lengths [B]."""
+        h = self.ctc.states(x, lengths)
+        log_probs, out_lens = self.ctc.classify(h, lengths)
+        pooled_input = h if self.intent_input == "states" else x
+        return self.intent(pooled_input, lengths), log_probs, out_lens
 
 
 def sinusoids(t: int, dim: int, device=None) -> torch.Tensor:
@@ -131,14 +176,20 @@ class Seq2SeqHead(nn.Module):
         return nn.functional.cross_entropy(logits.float().transpose(1, 2), out, ignore_index=0)
 
     @torch.no_grad()
-    def generate(self, x, lengths, max_len: int | None = None) -> list[list[int]]:
-        """Greedy decoding: per utterance its units (no BOS/EOS), at most ``max_len``."""
+    def generate(self, x, lengths, max_len: int | None = None, beam: int = 1,
+                 length_penalty: float = 0.0) -> list[list[int]]:  # fmt: skip
+        """Per utterance its units (no BOS/EOS), at most ``max_len``: greedy for ``beam`` 1,
+        else :meth:`beam_search`."""
+        if beam > 1:
+            return self.beam_search(x, lengths, beam, max_len, length_penalty)
         memory, pad = self.memory(x, lengths)
         b = x.shape[0]
         tokens = torch.full((b, 1), self.bos, dtype=torch.long, device=x.device)
         done = torch.zeros(b, dtype=torch.bool, device=x.device)
         for _ in range(max_len or self.max_len):
-            nxt = self.logits(memory, pad, tokens)[:, -1].argmax(-1)
+            step = self.logits(memory, pad, tokens)[:, -1]
+            step[:, 0] = step[:, self.bos] = float("-inf")  # never padding or BOS
+            nxt = step.argmax(-1)
             nxt = torch.where(done, torch.zeros_like(nxt), nxt)
             tokens = torch.cat([tokens, nxt[:, None]], dim=1)
             done |= nxt == self.eos
@@ -153,4 +204,58 @@ class Seq2SeqHead(nn.Module):
                 if i != self.bos:
                     ids.append(i)
             out.append(ids)
+        return out
+
+    @torch.no_grad()
+    def beam_search(self, x, lengths, beam: int, max_len: int | None = None,
+                    length_penalty: float = 0.0) -> list[list[int]]:  # fmt: skip
+        """Beam search, one utterance at a time with ``beam`` hypotheses alive: each step keeps
+        the best ``beam`` extensions that do not end; an ending (EOS) among the best ``beam``
+        extensions is finished with the score log p / len^``length_penalty`` (len counts EOS;
+        0: the plain log-probability). With ``length_penalty`` 0 it stops as soon as no alive
+        hypothesis can beat the best finished one (scores only fall, so this is exact, and
+        ``beam`` 1 is greedy decoding); otherwise when ``beam`` have finished. The best
+        finished one is returned (the best alive one if none finished within ``max_len``)."""
+        memory, pad = self.memory(x, lengths)
+        limit = max_len or self.max_len
+        out = []
+        for b in range(x.shape[0]):
+            mem, mpad = memory[b : b + 1], pad[b : b + 1]
+            seqs = torch.full((1, 1), self.bos, dtype=torch.long, device=x.device)
+            scores = torch.zeros(1, device=x.device)
+            finished: list[tuple[float, list[int]]] = []
+            for step in range(1, limit + 1):
+                n = seqs.shape[0]
+                lp = self.logits(mem.expand(n, -1, -1), mpad.expand(n, -1), seqs)[:, -1]
+                lp = lp.float().log_softmax(-1)
+                lp[:, 0] = lp[:, self.bos] = float("-inf")  # never padding or BOS
+                total = (scores[:, None] + lp).flatten()
+                top = total.topk(min(2 * beam, total.numel()))
+                keep_rows, keep_tok, keep_scores = [], [], []
+                for rank, (score, flat) in enumerate(
+                    zip(top.values.tolist(), top.indices.tolist(), strict=True)
+                ):
+                    row, tok = divmod(flat, self.vocab)
+                    if tok == self.eos:
+                        if rank < beam:  # an ending among the best ``beam`` extensions
+                            finished.append((score / step**length_penalty, seqs[row, 1:].tolist()))
+                    elif len(keep_rows) < beam:
+                        keep_rows.append(row)
+                        keep_tok.append(tok)
+                        keep_scores.append(score)
+                if not keep_rows:
+                    break
+                alive = torch.tensor(keep_scores, device=x.device)
+                if finished and length_penalty == 0:
+                    if float(alive.max()) <= max(f[0] for f in finished):
+                        break  # scores only fall: no alive hypothesis can win any more
+                elif len(finished) >= beam:
+                    break
+                rows = torch.tensor(keep_rows, device=x.device)
+                tok = torch.tensor(keep_tok, device=x.device)
+                seqs = torch.cat([seqs[rows], tok[:, None]], dim=1)
+                scores = alive
+            if not finished:
+                finished = [(float(scores[0]), seqs[0, 1:].tolist())]
+            out.append(max(finished, key=lambda f: f[0])[1])
         return out

@@ -15,17 +15,22 @@ items, as in SLURP's scoring) with ``text``, ``scenario``, ``action`` and ``enti
 - **Entities** whose filler is not a run of the sentence's words cannot be tagged: in training
   they are left out of the target and counted (``slu.missing_span=drop``) or stop the run naming
   the record (``error``); in dev/test the gold entities are scored as given.
-- **Head** (``slu.head=ctc``, SUPERB IC + SF): an intent classifier on pooled frames
-  (``slu.pooling``: ``stats`` or ``attention``) and CTC over sentencepiece units (trained on the
+- **Head** (``slu.head=ctc``, SUPERB IC + SF): CTC over sentencepiece units (trained on the
   tagged training sentences, ``units.model`` in the run folder) of the sentence with
-  ``<type> ... </type>`` tags around each entity's words (``tasks/slu/tags.py``); loss =
-  cross-entropy + ``slu.ctc_weight`` x CTC. The CTC branch is the ASR task's head (``slu.head_size``
-  preset of ``tasks/asr/head.py``), with frame upsampling and SpecAugment as there; training
-  recordings with more CTC steps than frames are left out and counted.
+  ``<type> ... </type>`` tags around each entity's words (``tasks/slu/tags.py``), and an intent
+  classifier on pooled frames (``slu.pooling``: ``max``, the mean and maximum, ``stats`` or
+  ``attention``) of the CTC branch's LSTM states (``slu.intent_input=states``, the default: an
+  encoder's frames alone rarely name the intent) or of the features (``features``, SUPERB IC);
+  loss = cross-entropy + ``slu.ctc_weight`` x CTC. The CTC branch is the ASR task's head
+  (``slu.head_size`` preset of ``tasks/asr/head.py``, one LSTM layer by default), with frame
+  upsampling and SpecAugment as there; training recordings with more CTC steps than frames are
+  left out and counted. Frames under 40 ms are first averaged (both heads) in runs of about 40 ms
+  (``slu.frame_pool``: fbank's 10 ms frames by 4), which makes the head learn far sooner.
 - **Head** ``slu.head=seq2seq`` (NeMo's design, small): a Transformer decoder
   (``slu.seq2seq_*``) over the projected features generates the semantics string
   (``tasks/slu/semantics.py``) as sentencepiece units trained on the training semantics, with
-  teacher forcing; greedy decoding; output that does not parse counts as wrong.
+  teacher forcing; greedy decoding (``slu.seq2seq_beam=1``) or beam search (``> 1``, with
+  ``slu.seq2seq_length_penalty``); output that does not parse counts as wrong.
 - **Best epoch**: the highest dev ``slu.select_on``, by default the mean of intent accuracy and
   SLU-F1.
 - **Metrics** per eval split (``nestbench/metrics/slu.py``): scenario, action and intent accuracy,
@@ -55,7 +60,7 @@ from nestbench.tasks.asr.head import (
 from nestbench.tasks.asr.task import ctc_frames_needed
 from nestbench.tasks.asr.text import drop_outside, normalize
 from nestbench.tasks.asr.units import Units, train_units
-from nestbench.tasks.slu.head import Seq2SeqHead, SLUHead
+from nestbench.tasks.slu.head import Seq2SeqHead, SLUHead, pool_frames
 from nestbench.tasks.slu.semantics import parse_semantics, semantics_string
 from nestbench.tasks.slu.tags import join_tagged, parse_tags, tag_symbols, tag_text
 from torch import nn
@@ -79,7 +84,9 @@ class SLUConfig(CTCBranchConfig):
     """``cfg.slu`` (values: configs/tasks/slu.yaml; the CTC branch's keys as ``asr.*``)."""
 
     head: str = spec(choices=("ctc", "seq2seq"))
-    pooling: str = spec(choices=("stats", "attention"))
+    pooling: str = spec(choices=("max", "stats", "attention"))
+    intent_input: str = spec(choices=("states", "features"))
+    frame_pool: str | int = spec()
     intent_hidden: int = spec(min=1)
     intent_dropout: float = spec(min=0, max=0.9)
     ctc_weight: float = spec(min=0)
@@ -91,6 +98,8 @@ class SLUConfig(CTCBranchConfig):
     seq2seq_heads: int = spec(min=1)
     seq2seq_ff: int = spec(min=8)
     seq2seq_dropout: float = spec(min=0, max=0.9)
+    seq2seq_beam: int = spec(min=1)
+    seq2seq_length_penalty: float = spec(min=0)
     bootstrap: int = spec(min=0)
     select_on: str = spec(choices=("intent_slu_mean", "intent_accuracy", "slu_f1"))
 
@@ -214,8 +223,24 @@ class SLUTask(Task):
         return rec["scenario"], rec["action"]
 
     @property
+    def frame_pool(self) -> int:
+        """``slu.frame_pool`` as a factor: ``auto`` averages frames of under 40 ms into runs of
+        about 40 ms (fbank's 10 ms: 4; 20 ms: 2; NEST's 80 ms: 1)."""
+        value = self.opts.frame_pool
+        if value == "auto":
+            return max(1, int(round(0.04 * self.info.frame_rate)))
+        if str(value) not in ("1", "2", "3", "4", "5", "6", "7", "8"):
+            raise TaskError(f"slu.frame_pool: {value!r}, expected auto or 1 ... 8")
+        return int(value)
+
+    @property
+    def head_frame_rate(self) -> float:
+        """Frames per second the head sees (after ``slu.frame_pool``)."""
+        return self.info.frame_rate / self.frame_pool
+
+    @property
     def upsample(self) -> int:
-        return upsample_factor(self.opts.upsample, self.info.frame_rate, "slu.upsample")
+        return upsample_factor(self.opts.upsample, self.head_frame_rate, "slu.upsample")
 
     def examples(self, split: str, records: list[dict]) -> list[dict]:
         """Train: with the ctc head the recordings whose tagged units fit their frames (the
@@ -238,7 +263,8 @@ class SLUTask(Task):
         keep = []
         for rec in records:
             rec[UNITS] = self.units.encode(rec[TAGGED])
-            frames = num_frames(float(rec["duration"]), self.info.frame_rate) * self.upsample
+            frames = num_frames(float(rec["duration"]), self.info.frame_rate)
+            frames = -(-frames // self.frame_pool) * self.upsample
             if ctc_frames_needed(rec[UNITS]) <= frames and rec[UNITS]:
                 keep.append(rec)
         self.report["train"]["too_long_for_ctc"] = len(records) - len(keep)
@@ -263,7 +289,7 @@ class SLUTask(Task):
         intent = {"hidden": o.intent_hidden, "pooling": o.pooling, "dropout": o.intent_dropout}
         return SLUHead(
             info.hidden_size, len(self.intents), self.units.num_classes, intent,
-            {**ctc, "upsample": self.upsample},
+            {**ctc, "upsample": self.upsample}, o.intent_input,
         )  # fmt: skip
 
     def target(self, item: dict, start: float, duration: float | None):
@@ -277,22 +303,26 @@ class SLUTask(Task):
         return torch.tensor([t[0] for t in targets]), [t[1] for t in targets]
 
     def loss(self, head, x, lengths, targets) -> torch.Tensor:
+        x, lengths = pool_frames(x, lengths, self.frame_pool)
         if head.training:
-            x = augment(x, lengths, self.opts, self.info.frame_rate)
+            x = augment(x, lengths, self.opts, self.head_frame_rate)
         if self.seq2seq:
             return head.loss(x, lengths, targets)
         intents, units = targets
-        ce = nn.functional.cross_entropy(head.intent(x, lengths).float(), intents.to(x.device))
-        log_probs, out_lens = head.ctc(x, lengths)
+        intent_logits, log_probs, out_lens = head(x, lengths)
+        ce = nn.functional.cross_entropy(intent_logits.float(), intents.to(x.device))
         return ce + self.opts.ctc_weight * ctc_loss(log_probs, out_lens, units, "slu")
 
     def predict(self, head, x, lengths) -> list[dict | None]:
         """Per recording its semantics (and the decoded words); None for seq2seq output that
         does not parse."""
+        x, lengths = pool_frames(x, lengths, self.frame_pool)
         if self.seq2seq:
-            return [parse_semantics(self.units.decode(ids)) for ids in head.generate(x, lengths)]
-        best = head.intent(x, lengths).argmax(-1).tolist()
-        log_probs, out_lens = head.ctc(x, lengths)
+            ids = head.generate(x, lengths, beam=self.opts.seq2seq_beam,
+                                length_penalty=self.opts.seq2seq_length_penalty)  # fmt: skip
+            return [parse_semantics(self.units.decode(i)) for i in ids]
+        intent_logits, log_probs, out_lens = head(x, lengths)
+        best = intent_logits.argmax(-1).tolist()
         out = []
         for k, ids in zip(best, greedy(log_probs, out_lens), strict=True):
             scenario, action = self.intents[k]
