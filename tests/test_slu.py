@@ -178,7 +178,7 @@ def test_a_seq2seq_run_writes_slurp_predictions(tmp_path, slu_data):
     """Two epochs do not teach a decoder the semantics syntax: what does not parse is written
     as an empty prediction and scored as wrong."""
     extra = ["slu.head=seq2seq", "slu.seq2seq_d_model=32", "slu.seq2seq_layers=1",
-             "slu.seq2seq_ff=64", "slu.vocab_size=40"]  # fmt: skip
+             "slu.seq2seq_ff=64", "slu.seq2seq_vocab_size=40"]  # fmt: skip
     r, result = _slu_run(tmp_path, slu_data, *extra, epochs=2)
     preds = [json.loads(x) for x in (r.dir / "test_predictions.jsonl").read_text().splitlines()]
     assert len(preds) == 16 and all(set(p) == {"file", "scenario", "action", "entities"}
@@ -187,13 +187,13 @@ def test_a_seq2seq_run_writes_slurp_predictions(tmp_path, slu_data):
 
 
 def test_beam_search_finds_what_greedy_misses():
-    """A fixed next-token table where the greedy path (A C, p = 0.6 x 0.3 = 0.18) is less likely
+    """A fixed next-token table where the greedy path (A C, p = 0.6 x 0.45 = 0.27) is less likely
     than B (p = 0.4 x 0.9 = 0.36): beam 2 finds B; beam 1 is greedy."""
     import torch
     from nestbench.tasks.slu.head import Seq2SeqHead
 
     pad, a, b, c, bos, eos = range(6)
-    table = {bos: {a: 0.6, b: 0.4}, a: {a: 0.25, b: 0.25, c: 0.3, eos: 0.2},
+    table = {bos: {a: 0.6, b: 0.4}, a: {a: 0.2, b: 0.15, c: 0.45, eos: 0.2},
              b: {eos: 0.9, c: 0.1}, c: {eos: 1.0}}  # fmt: skip
 
     class Table(Seq2SeqHead):
@@ -210,7 +210,7 @@ def test_beam_search_finds_what_greedy_misses():
     assert head.generate(x, lengths) == [[a, c], [a, c]]
     assert head.beam_search(x, lengths, beam=1) == [[a, c], [a, c]]
     assert head.generate(x, lengths, beam=2) == [[b], [b]]
-    # a length penalty favours the longer hypothesis: A C scores log(0.18) / 3 > log(0.36) / 2
+    # a length penalty favours the longer hypothesis: A C scores log(0.27) / 3 > log(0.36) / 2
     assert head.generate(x, lengths, beam=2, length_penalty=1.0) == [[a, c], [a, c]]
 
 

@@ -98,6 +98,7 @@ class SLUConfig(CTCBranchConfig):
     seq2seq_heads: int = spec(min=1)
     seq2seq_ff: int = spec(min=8)
     seq2seq_dropout: float = spec(min=0, max=0.9)
+    seq2seq_vocab_size: int = spec(min=2)
     seq2seq_beam: int = spec(min=1)
     seq2seq_length_penalty: float = spec(min=0)
     bootstrap: int = spec(min=0)
@@ -199,12 +200,14 @@ class SLUTask(Task):
         types = {e["type"] for r in splits["train"] for e in r[GOLD]["entities"]}
         if self.seq2seq:  # units of the semantics strings
             texts, symbols = [semantics_string(r[GOLD]) for r in splits["train"]], []
+            size = self.opts.seq2seq_vocab_size
         else:  # units of the tagged sentences, each tag one piece
             texts, symbols = [r[TAGGED] for r in splits["train"]], tag_symbols(types)
+            size = self.opts.vocab_size + len(symbols)
         self.units = train_units(
             texts,
             self.run_dir / "units.model",
-            self.opts.vocab_size + len(symbols),
+            size,
             self.opts.units,
             symbols=symbols,
         )
@@ -251,7 +254,7 @@ class SLUTask(Task):
         if self.seq2seq:
             for rec in records:
                 rec[UNITS] = self.units.encode(semantics_string(rec[GOLD]))
-            self.max_decode = 2 * max(len(r[UNITS]) for r in records) + 8
+            self.max_decode = int(1.25 * max(len(r[UNITS]) for r in records)) + 8
             keep = records
         else:
             keep = self._ctc_feasible(records)
