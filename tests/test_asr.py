@@ -18,9 +18,8 @@ from nestbench.tasks.asr.units import train_units
 from nestbench.config import resolve_run_config
 from nestbench.data.manifest import read_manifest
 from nestbench.metrics.asr import edit_counts, wer_cer
-from nestbench.runner import run
 from nestbench.task import EncoderInfo, TaskError, get_task
-from tests.toy_tasks import make_ctc_folder
+from tests.toy_tasks import make_ctc_folder, run_toy
 
 ENCODER = "tests.toy_encoders:SpectralEncoder"  # 50 frames/s
 FAST = [
@@ -232,14 +231,8 @@ LEARN = ["trainer.batch_size=4", "asr.time_masks=0", "asr.feature_masks=0", "asr
 
 
 def _asr_run(tmp_path, data, *extra, epochs=80):
-    return run(
-        "asr",
-        [*FAST, *LEARN, f"trainer.max_epochs={epochs}", "trainer.patience=50",
-         f"cache.root={tmp_path / 'cache'}", *extra],
-        encoder=ENCODER,
-        data=str(data),
-        out=str(tmp_path / "runs"),
-    )  # fmt: skip
+    return run_toy("asr", tmp_path, data, ENCODER, [*FAST, *LEARN, "trainer.patience=50"], *extra,
+                   epochs=epochs)  # fmt: skip
 
 
 def test_a_trained_head_beats_an_untrained_one(tmp_path, ctc_data):

@@ -19,9 +19,9 @@ from nestbench.tasks.diar.stitch import stitch_sessions
 
 from nestbench.data.rttm import Segment, UEMRegion, read_rttm, write_rttm
 from nestbench.metrics.diar import Session, score_sessions
-from nestbench.runner import run
 from nestbench.task import TaskError
 from nestbench.windows import cut_windows, num_frames
+from tests.toy_tasks import run_toy
 
 SR = 16000
 ENCODER = "tests.toy_encoders:SpectralEncoder"
@@ -212,13 +212,7 @@ TOY = ["trainer.progress=false", "trainer.batch_size=4", "trainer.patience=50",
 
 
 def _diar_run(tmp_path, data, *extra, epochs=12):
-    return run(
-        "diar",
-        [*TOY, f"trainer.max_epochs={epochs}", f"cache.root={tmp_path / 'cache'}", *extra],
-        encoder=ENCODER,
-        data=str(data),
-        out=str(tmp_path / "runs"),
-    )
+    return run_toy("diar", tmp_path, data, ENCODER, TOY, *extra, epochs=epochs)
 
 
 def test_a_trained_head_beats_an_untrained_one(tmp_path, diar_data):

@@ -12,8 +12,8 @@ import soundfile as sf
 from nestbench.tasks.asr.units import train_units
 from nestbench.tasks.slu.tags import join_tagged, parse_tags, tag_symbols, tag_text
 
-from nestbench.runner import run
 from nestbench.task import TaskError
+from tests.toy_tasks import run_toy
 
 SR = 16000
 ENCODER = "tests.toy_encoders:SpectralEncoder"
@@ -95,13 +95,7 @@ TOY = ["trainer.progress=false", "trainer.batch_size=4", "trainer.patience=50",
 
 
 def _slu_run(tmp_path, data, *extra, epochs=10):
-    return run(
-        "slu",
-        [*TOY, f"trainer.max_epochs={epochs}", f"cache.root={tmp_path / 'cache'}", *extra],
-        encoder=ENCODER,
-        data=str(data),
-        out=str(tmp_path / "runs"),
-    )
+    return run_toy("slu", tmp_path, data, ENCODER, TOY, *extra, epochs=epochs)
 
 
 def test_a_trained_head_beats_an_untrained_one(tmp_path, slu_data):
@@ -216,15 +210,17 @@ def test_beam_search_finds_what_greedy_misses():
 
 def test_frame_pooling_and_mean_max_pooling_ignore_padding():
     import torch
-    from nestbench.tasks.slu.head import MeanMaxPooling, pool_frames
+    from nestbench.tasks.slu.head import MeanMaxPooling
+
+    from nestbench.layers import frame_pool
 
     x = torch.arange(12.0).reshape(1, 6, 2).repeat(2, 1, 1)  # frame t = [2t, 2t + 1]
     x[1, 5:] = 1e6  # padding of the second utterance (length 5)
-    pooled, lengths = pool_frames(x, torch.tensor([6, 5]), 2)
+    pooled, lengths = frame_pool(x, torch.tensor([6, 5]), 2)
     assert lengths.tolist() == [3, 3]
     assert pooled[0].tolist() == [[1.0, 2.0], [5.0, 6.0], [9.0, 10.0]]
     assert pooled[1, 2].tolist() == [8.0, 9.0]  # its last run is frame 4 alone
-    same, n = pool_frames(x, torch.tensor([6, 5]), 1)
+    same, n = frame_pool(x, torch.tensor([6, 5]), 1)
     assert same is x and n.tolist() == [6, 5]
     stats = MeanMaxPooling()(x, torch.tensor([6, 5]))
     assert stats[1].tolist() == [4.0, 5.0, 8.0, 9.0]  # mean and max of frames 0-4

@@ -284,3 +284,18 @@ MAKERS = {"toy_utt": make_utt_folder, "toy_frames": make_frames_folder, "toy_ctc
 def register() -> None:
     for name, cls in TOY_TASKS.items():
         register_task(name, cls)
+
+
+def run_toy(task: str, tmp_path, data, encoder: str, overrides, *extra, epochs: int):
+    """A ``nestbench run`` of ``task`` on a toy folder: ``overrides``, ``epochs``, a cache and
+    the runs under ``tmp_path``, then ``extra``. -> (run, result)."""
+    from nestbench.runner import run
+
+    cache = f"cache.root={tmp_path / 'cache'}"
+    return run(
+        task,
+        [*overrides, f"trainer.max_epochs={epochs}", cache, *extra],
+        encoder=encoder,
+        data=str(data),
+        out=str(tmp_path / "runs"),
+    )

@@ -105,12 +105,6 @@ class ASRTask(Task):
         self.train_refs: list[str] = []
         self._beam: BeamDecoder | None = None
 
-    def setup(self, info: EncoderInfo, run_dir: Path) -> None:
-        super().setup(info, run_dir)
-        # LSTM gradients through saturated gates underflow to denormals, which make a CPU step
-        # several times slower; flushing them to zero changes nothing measurable
-        torch.set_flush_denormal(True)
-
     # -- data ------------------------------------------------------------------------------
     def load(self, data_dir: Path) -> dict[str, list[dict]]:
         splits = super().load(data_dir)

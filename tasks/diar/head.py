@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nestbench.layers import BiLSTM
+from nestbench.layers import BiLSTM, valid_mask
 
 #: ``diar.head`` -> its settings; ``diar.*`` values override them.
 PRESETS = {
@@ -72,6 +72,6 @@ class DiarHead(nn.Module):
         elif self.model == "lstm":
             h = self.seq(h)[0]
         else:
-            pad = torch.arange(h.shape[1], device=h.device)[None] >= lengths.to(h.device)[:, None]
+            pad = ~valid_mask(lengths, h.shape[1], h.device)
             h = self.seq(h, src_key_padding_mask=pad)
         return self.out(self.dropout(h))

@@ -19,12 +19,9 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
+from nestbench.layers import valid_mask
+
 LOSSES = ("pit", "sorted", "hybrid")
-
-
-def valid_mask(lengths: torch.Tensor, t: int) -> torch.Tensor:
-    """[B, T] float: 1 on the first ``lengths[b]`` frames."""
-    return (torch.arange(t, device=lengths.device)[None] < lengths[:, None]).float()
 
 
 def pairwise_bce(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -144,7 +144,6 @@ class DiarTask(Task):
             )
         self.crop_seconds = float(o.train_seconds)
         self.tune_on_dev = bool(o.tune)
-        torch.set_flush_denormal(True)  # as for ASR: LSTM backward on denormals is slow
 
     # -- data ------------------------------------------------------------------------------
     def load(self, data_dir: Path) -> dict[str, list[dict]]:

@@ -13,23 +13,10 @@ from __future__ import annotations
 
 import torch
 from nestbench.tasks.asr.head import CTCHead
+from nestbench.tasks.sv.probe import pool_stats
 from torch import nn
 
-
-def _valid(lengths: torch.Tensor, t: int, device) -> torch.Tensor:
-    return (torch.arange(t, device=device)[None] < lengths.to(device)[:, None]).float()
-
-
-def pool_frames(x: torch.Tensor, lengths: torch.Tensor, k: int):
-    """Average each run of ``k`` frames (a partial last run over its own frames): x [B, T, D],
-    lengths [B] -> [B, ceil(T / k), D] and ceil(lengths / k). k = 1 returns them unchanged."""
-    if k == 1:
-        return x, lengths
-    m = _valid(lengths, x.shape[1], x.device)[..., None]
-    pad = (-x.shape[1]) % k
-    xs = nn.functional.pad(x * m, (0, 0, 0, pad)).unflatten(1, (-1, k)).sum(2)
-    ms = nn.functional.pad(m, (0, 0, 0, pad)).unflatten(1, (-1, k)).sum(2)
-    return xs / ms.clamp_min(1), (lengths + k - 1) // k
+from nestbench.layers import valid_mask
 
 
 def weighted_stats(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -44,8 +31,7 @@ class StatsPooling(nn.Module):
     """x [B, T, D], lengths [B] -> [B, 2D]: mean and std over the valid frames."""
 
     def forward(self, x, lengths):
-        m = _valid(lengths, x.shape[1], x.device)
-        return weighted_stats(x, m / m.sum(1, keepdim=True).clamp_min(1))
+        return pool_stats(x, lengths, eps=1e-6)
 
 
 class MeanMaxPooling(nn.Module):
@@ -54,7 +40,7 @@ class MeanMaxPooling(nn.Module):
     spread each frame's gradient over all T), so intents are learnt far sooner."""
 
     def forward(self, x, lengths):
-        m = _valid(lengths, x.shape[1], x.device)
+        m = valid_mask(lengths, x.shape[1], x.device).float()
         mean = (x * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp_min(1)
         peak = x.masked_fill(m[..., None] == 0, float("-inf")).amax(1)
         return torch.cat([mean, peak], dim=-1)
@@ -68,7 +54,7 @@ class AttentivePooling(nn.Module):
         self.score = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, 1))
 
     def forward(self, x, lengths):
-        m = _valid(lengths, x.shape[1], x.device)
+        m = valid_mask(lengths, x.shape[1], x.device).float()
         s = self.score(x).squeeze(-1).masked_fill(m == 0, float("-inf"))
         return weighted_stats(x, torch.softmax(s, dim=1))
 
@@ -150,7 +136,7 @@ class Seq2SeqHead(nn.Module):
     def memory(self, x: torch.Tensor, lengths: torch.Tensor):
         """x [B, T, D] -> memory [B, T, d_model] and its padding mask [B, T] (True = pad)."""
         m = self.proj(x) + sinusoids(x.shape[1], self.d_model, x.device)[None]
-        pad = torch.arange(x.shape[1], device=x.device)[None] >= lengths.to(x.device)[:, None]
+        pad = ~valid_mask(lengths, x.shape[1], x.device)
         return m, pad
 
     def logits(self, memory, memory_pad, tokens: torch.Tensor) -> torch.Tensor:

@@ -60,7 +60,7 @@ from nestbench.tasks.asr.head import (
 from nestbench.tasks.asr.task import ctc_frames_needed
 from nestbench.tasks.asr.text import drop_outside, normalize
 from nestbench.tasks.asr.units import Units, train_units
-from nestbench.tasks.slu.head import Seq2SeqHead, SLUHead, pool_frames
+from nestbench.tasks.slu.head import Seq2SeqHead, SLUHead
 from nestbench.tasks.slu.semantics import parse_semantics, semantics_string
 from nestbench.tasks.slu.tags import join_tagged, parse_tags, tag_symbols, tag_text
 from torch import nn
@@ -68,6 +68,7 @@ from torch import nn
 from nestbench.config import spec
 from nestbench.data.layout import find_manifest
 from nestbench.data.manifest import atomic_write_text
+from nestbench.layers import frame_pool
 from nestbench.metrics.slu import slu_scores
 from nestbench.task import EncoderInfo, Task, TaskError
 from nestbench.windows import num_frames
@@ -136,10 +137,11 @@ class SLUTask(Task):
         self.units: Units | None = None
         self.report: dict = {}
         self.max_decode = 512
+        self.frame_pool = 1  # frames averaged before the head (setup: slu.frame_pool)
 
     def setup(self, info: EncoderInfo, run_dir: Path) -> None:
         super().setup(info, run_dir)
-        torch.set_flush_denormal(True)  # as for ASR: LSTM backward on denormals is slow
+        self.frame_pool = self._frame_pool()
 
     # -- data ------------------------------------------------------------------------------
     def load(self, data_dir: Path) -> dict[str, list[dict]]:
@@ -225,8 +227,7 @@ class SLUTask(Task):
     def intent(rec: dict) -> tuple[str, str]:
         return rec["scenario"], rec["action"]
 
-    @property
-    def frame_pool(self) -> int:
+    def _frame_pool(self) -> int:
         """``slu.frame_pool`` as a factor: ``auto`` averages frames of under 40 ms into runs of
         about 40 ms (fbank's 10 ms: 4; 20 ms: 2; NEST's 80 ms: 1)."""
         value = self.opts.frame_pool
@@ -306,7 +307,7 @@ class SLUTask(Task):
         return torch.tensor([t[0] for t in targets]), [t[1] for t in targets]
 
     def loss(self, head, x, lengths, targets) -> torch.Tensor:
-        x, lengths = pool_frames(x, lengths, self.frame_pool)
+        x, lengths = frame_pool(x, lengths, self.frame_pool)
         if head.training:
             x = augment(x, lengths, self.opts, self.head_frame_rate)
         if self.seq2seq:
@@ -319,7 +320,7 @@ class SLUTask(Task):
     def predict(self, head, x, lengths) -> list[dict | None]:
         """Per recording its semantics (and the decoded words); None for seq2seq output that
         does not parse."""
-        x, lengths = pool_frames(x, lengths, self.frame_pool)
+        x, lengths = frame_pool(x, lengths, self.frame_pool)
         if self.seq2seq:
             ids = head.generate(x, lengths, beam=self.opts.seq2seq_beam,
                                 length_penalty=self.opts.seq2seq_length_penalty)  # fmt: skip

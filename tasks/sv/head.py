@@ -22,20 +22,7 @@ from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN, Classifier
 from speechbrain.nnet.losses import AdditiveAngularMargin, LogSoftmaxWrapper
 from torch import nn
 
-
-def frame_pool(x: torch.Tensor, lengths: torch.Tensor, factor: int):
-    """Average non-overlapping groups of ``factor`` frames: x [B, T, D], lengths [B] ->
-    [B, ceil(T / factor), D], ceil(lengths / factor) (a last partial group averages the valid
-    frames it has)."""
-    if factor <= 1:
-        return x, lengths
-    b, t, d = x.shape
-    pad = (-t) % factor
-    valid = (torch.arange(t, device=x.device)[None] < lengths[:, None]).to(x.dtype)
-    xs = nn.functional.pad(x * valid[..., None], (0, 0, 0, pad))
-    counts = nn.functional.pad(valid, (0, pad)).reshape(b, -1, factor).sum(-1, keepdim=True)
-    pooled = xs.reshape(b, -1, factor, d).sum(2) / counts.clamp_min(1)
-    return pooled, (lengths + factor - 1) // factor
+from nestbench.layers import frame_pool
 
 
 class _AAMHead(nn.Module):
