@@ -100,6 +100,8 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
         self.fixed = fixed
         self.min_size = max(1, min(min_size, batch_size or min_size))
         self.epoch = 0
+        self.consumed = 0  # batches of this epoch trained on (advanced by ConsumedBatches)
+        self._skip = 0  # batches to skip at the next __iter__ (a restored state)
 
     def set_epoch(self, epoch: int) -> None:
         if not self.fixed:
@@ -146,7 +148,33 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
         return batches[self.rank :: w]
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self._rank_batches())
+        skip, self._skip = self._skip, 0
+        self.consumed = skip
+        return iter(self._rank_batches()[skip:])
+
+    def state_dict(self) -> dict[str, int]:
+        """Where training stands in the batch order: the epoch and how many of its batches were
+        consumed (what a checkpoint must hold for an exact resume)."""
+        return {"epoch": int(self.epoch), "consumed": int(self.consumed)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue at ``state``: the next iteration yields the epoch's batches after the
+        consumed ones (``__len__`` stays the whole epoch, as the trainer counts it)."""
+        self.epoch = int(state["epoch"])
+        self._skip = int(state["consumed"])
 
     def __len__(self) -> int:
         return len(self._rank_batches())
+
+
+class ResumableLoader(torch.utils.data.DataLoader):
+    """A DataLoader whose place in the epoch is saved in Lightning checkpoints and restored on
+    resume (Lightning calls ``state_dict``/``load_state_dict`` of stateful loaders), so a resumed
+    run sees the batches the uninterrupted run would have. Needs a :class:`BucketBatchSampler`
+    as ``batch_sampler`` and :class:`ConsumedBatches` among the trainer's callbacks."""
+
+    def state_dict(self) -> dict[str, int]:
+        return self.batch_sampler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.batch_sampler.load_state_dict(state)

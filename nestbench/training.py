@@ -58,6 +58,18 @@ class EpochSetter(L.Callback):
                 obj.set_epoch(trainer.current_epoch)
 
 
+class ConsumedBatches(L.Callback):
+    """Counts the training batches the model has trained on in the training loader's
+    :class:`~nestbench.sampler.BucketBatchSampler` (after each batch, before checkpoints are
+    saved: Lightning runs checkpoint callbacks last), for :class:`~nestbench.sampler.ResumableLoader`.
+    """
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        sampler = getattr(trainer.train_dataloader, "batch_sampler", None)
+        if hasattr(sampler, "consumed"):
+            sampler.consumed += 1
+
+
 def launcher_rank() -> int:
     """Non-zero in a process that a launcher started as a non-zero rank (torchrun's ``RANK``,
     SLURM's ``SLURM_PROCID``, Lightning's ``LOCAL_RANK`` for the processes it starts); 0 in the

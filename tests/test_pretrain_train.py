@@ -141,6 +141,43 @@ def test_interrupted_run_resumes_from_the_interruption(tones, tmp_path):
     assert not (out / "checkpoints" / "interrupted.ckpt").exists()  # removed after success
 
 
+def test_a_resumed_run_matches_the_uninterrupted_one_step_for_step(tones, tmp_path):
+    """12 utterances in batches of 4: 3 batches an epoch, so both breaks fall mid-epoch; the
+    resumed runs must see the same batches, masks and augmentation as the whole run."""
+    import lightning as L
+
+    class Record(L.Callback):
+        def __init__(self):
+            self.seen = {}  # optimizer step -> (utterance indices, loss)
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            step = trainer.global_step - 1
+            self.seen[step] = (batch["index"].tolist(), float(outputs["loss"]))
+
+    class Boom(L.Callback):
+        def on_train_batch_start(self, trainer, *args):
+            if trainer.global_step == 5:
+                raise RuntimeError("interrupted")
+
+    common = ("trainer.checkpoint_every_n_steps=4",)
+    whole, broken = Record(), Record()
+    pretrain(_cfg(tones, tmp_path / "whole", "trainer.max_steps=11", *common), [whole])
+    # stopped by an exception before step 5 (interrupted.ckpt), then by max_steps after 7
+    out = tmp_path / "broken"
+    with pytest.raises(RuntimeError, match="interrupted"):
+        pretrain(_cfg(tones, out, "trainer.max_steps=11", *common), callbacks=[broken, Boom()])
+    pretrain(_cfg(tones, out, "trainer.max_steps=7", *common), [broken])
+    pretrain(_cfg(tones, out, "trainer.max_steps=11", *common), [broken])
+    assert sorted(whole.seen) == sorted(broken.seen) == list(range(11))
+    for step in range(11):
+        (batch_a, loss_a), (batch_b, loss_b) = whole.seen[step], broken.seen[step]
+        assert batch_a == batch_b, step
+        assert loss_b == pytest.approx(loss_a, rel=1e-5, abs=1e-6), step
+    wa, wb = load_nest(tmp_path / "whole" / "last.nemo"), load_nest(out / "last.nemo")
+    for (name, x), y in zip(wa.state_dict().items(), wb.state_dict().values(), strict=True):
+        assert torch.allclose(x.float(), y.float(), atol=1e-5), name
+
+
 def test_nemo_file_has_nemos_layout_and_loads_back_identically(tones, tmp_path):
     cfg = _cfg(tones, tmp_path / "run", "trainer.max_steps=3", "model.num_classes=256")
     result = pretrain(cfg)

@@ -16,6 +16,7 @@ Everything is drawn from a caller's :class:`numpy.random.Generator`, so a seed f
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import numpy as np
@@ -716,6 +717,12 @@ def vocabulary() -> list[str]:
         ]
     )
     return sorted(words)
+
+
+def normalize_sentence(text: str) -> str:
+    """A sentence reduced for comparison: lower case, words of letters, digits and apostrophes
+    separated by single spaces (``"Yes, I agree."`` -> ``"yes i agree"``)."""
+    return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
 
 
 def tag(word: str) -> tuple[str, str]:

@@ -12,6 +12,15 @@ scaled by ``sqrt(E_audio / (10^(r/10) * E_noise))`` where ``E`` is the mean ener
 the utterance's valid length (E_noise of the overlay, zeros included, as NeMo computes it).
 The quantizer targets come from the clean audio; the encoder sees the mixture.
 
+Two additions beyond NeMo's augmentation, both off by default (NeMo's recipe) and used by the
+``embedded`` recipe, whose clean pretraining pool lacks the rooms and babble of the corpus:
+
+- ``reverb_prob``: the utterance itself is first convolved with a synthetic room impulse response
+  (:func:`nestbench.data.effects.room_impulse_response`, RT60 ``U[min_rt60, max_rt60]`` s,
+  direct-to-reverberant ratio ``U[min_drr, max_drr]`` dB, the corpus's rooms);
+- ``babble_ratio``: that share of the noise overlays is babble, the sum of ``babble_talkers``
+  other utterances of the batch, each scaled to unit energy.
+
 Noise comes from a noise manifest (the batch's ``noise`` rows, see :mod:`nestbench.pretrain.data`)
 or, when there is none, is generated: Gaussian noise coloured with a random spectral slope
 ``1/f^beta``, ``beta ~ U[min_color, max_color]`` (0 white, 1 pink, 2 brown). NeMo uses silence
@@ -42,6 +51,13 @@ class AugmentConfig:
     max_mix_rate: float = 0.5
     min_color: float = 0.0
     max_color: float = 2.0
+    reverb_prob: float = 0.0
+    min_rt60: float = 0.15
+    max_rt60: float = 0.8
+    min_drr: float = 0.0
+    max_drr: float = 8.0
+    babble_ratio: float = 0.0
+    babble_talkers: int = 4
 
     def __post_init__(self) -> None:
         checks = [
@@ -55,6 +71,14 @@ class AugmentConfig:
                 f"{self.max_mix_rate}",
             ),
             (self.min_color <= self.max_color, "min_color must be <= max_color"),
+            (0 <= self.reverb_prob <= 1, f"reverb_prob must be in [0, 1], got {self.reverb_prob}"),
+            (0 < self.min_rt60 <= self.max_rt60, "need 0 < min_rt60 <= max_rt60"),
+            (self.min_drr <= self.max_drr, "min_drr must be <= max_drr"),
+            (
+                0 <= self.babble_ratio <= 1,
+                f"babble_ratio must be in [0, 1], got {self.babble_ratio}",
+            ),
+            (self.babble_talkers >= 1, f"babble_talkers must be >= 1, got {self.babble_talkers}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -87,6 +111,59 @@ def colored_noise(
     return noise / noise.pow(2).mean(1, keepdim=True).sqrt().clamp(min=1e-8)
 
 
+def reverberate_batch(
+    audio: torch.Tensor,
+    audio_len: torch.Tensor,
+    rt60: torch.Tensor,
+    drr_db: torch.Tensor,
+    seeds: torch.Tensor,
+    apply: torch.Tensor,
+) -> torch.Tensor:
+    """Rows of ``audio`` [B, S] where ``apply`` [B] is true convolved with a room impulse
+    response (RT60 ``rt60`` [B] s, DRR ``drr_db`` [B], noise tail from ``seeds`` [B]), cut to
+    ``S`` samples and zero past ``audio_len`` [B]. Returns [B, S]."""
+    import numpy as np
+
+    from nestbench.data.effects import room_impulse_response
+
+    rows = torch.nonzero(apply, as_tuple=False).flatten().tolist()
+    if not rows:
+        return audio
+    s = audio.shape[1]
+    rirs = [
+        torch.from_numpy(
+            room_impulse_response(
+                np.random.default_rng(int(seeds[i])), float(rt60[i]), drr_db=float(drr_db[i])
+            )
+        )
+        for i in rows
+    ]
+    longest = max(len(h) for h in rirs)
+    n = 1 << (s + longest - 1).bit_length()
+    h = torch.zeros(len(rows), longest, dtype=torch.float64, device=audio.device)
+    for k, rir in enumerate(rirs):
+        h[k, : len(rir)] = rir
+    x = audio[rows].double()
+    y = torch.fft.irfft(torch.fft.rfft(x, n) * torch.fft.rfft(h, n), n)[:, :s]
+    valid = torch.arange(s, device=audio.device)[None, :] < audio_len[rows, None]
+    out = audio.clone()
+    out[rows] = (y * valid).to(audio.dtype)
+    return out
+
+
+def babble_of_batch(audio: torch.Tensor, audio_len: torch.Tensor, talkers: int) -> torch.Tensor:
+    """For each row i, the sum of rows i+1, ..., i+talkers (mod B, at most B-1 of them), each
+    scaled to unit mean energy over its valid length (zeros past it). Returns [B, S]."""
+    b, s = audio.shape
+    valid = torch.arange(s, device=audio.device)[None, :] < audio_len[:, None]
+    energy = (audio * valid).pow(2).sum(1) / audio_len.clamp(min=1)
+    unit = audio * valid / energy.clamp(min=1e-20).sqrt()[:, None]
+    out = torch.zeros_like(audio)
+    for k in range(1, min(talkers, b - 1) + 1):
+        out = out + unit.roll(-k, dims=0)
+    return out
+
+
 def _gather_segments(
     source: torch.Tensor, source_len: torch.Tensor, offset: torch.Tensor, start, mix_len, length
 ):
@@ -109,7 +186,8 @@ class SpeakerNoiseAugmentation:
     returns ``(noisy [B, S], noisy_len [B], info)`` where ``info`` holds per-utterance tensors
     ``applied`` (bool), ``use_noise`` (bool), ``ratio_db``, ``start``, ``mix_len``, ``offset``
     (where the overlay is read from in its source), ``partner`` (index of the mixed-in
-    utterance, -1 for noise) and ``scale``.
+    utterance, -1 for noise), ``scale``, ``rt60`` (0: no room) and ``babble`` (the overlay is
+    babble).
     """
 
     def __init__(self, cfg: AugmentConfig | None = None, **kwargs):
@@ -128,6 +206,7 @@ class SpeakerNoiseAugmentation:
         dev = audio.device
         g = generator
         audio_len = audio_len.to(dev).long()
+        clean = audio
         applied = torch.rand(b, generator=g, device=dev) < cfg.prob
         use_noise = (torch.rand(b, generator=g, device=dev) < cfg.noise_ratio) | (b == 1)
         r_noise = _uniform(b, cfg.min_r_noise, cfg.max_r_noise, g, dev)
@@ -154,13 +233,32 @@ class SpeakerNoiseAugmentation:
                 if noise_len is None
                 else noise_len.to(dev).long()
             )
+        # rooms and babble draw after NeMo's draws, and only when enabled, so that NeMo's
+        # settings draw exactly what they did without them
+        reverb = torch.zeros(b, dtype=torch.bool, device=dev)
+        rt60 = torch.zeros(b, device=dev)
+        if cfg.reverb_prob > 0:
+            reverb = torch.rand(b, generator=g, device=dev) < cfg.reverb_prob
+            rt60 = _uniform(b, cfg.min_rt60, cfg.max_rt60, g, dev)
+            drr = _uniform(b, cfg.min_drr, cfg.max_drr, g, dev)
+            room_seed = torch.randint(0, 2**31 - 1, (b,), generator=g, device=dev)
+            audio = reverberate_batch(audio, audio_len, rt60, drr, room_seed, reverb)
+        babble = torch.zeros(b, dtype=torch.bool, device=dev)
+        if cfg.babble_ratio > 0 and b > 1:
+            babble = torch.rand(b, generator=g, device=dev) < cfg.babble_ratio
+        if babble.any():
+            bab = babble_of_batch(clean, audio_len, cfg.babble_talkers)
+            if noise.shape[1] < s:
+                noise = torch.nn.functional.pad(noise, (0, s - noise.shape[1]))
+            noise = torch.where(babble[:, None], bab, noise[:, :s])
+            noise_len = torch.where(babble, audio_len, noise_len)
         src_len = torch.where(use_noise, noise_len, partner_len)
         # a random read offset inside the source when it is longer than the stretch
         room = (src_len - mix_len).clamp(min=0)
         offset = (torch.rand(b, generator=g, device=dev) * (room + 1)).long()
         offset = torch.where(src_len > mix_len, offset, torch.zeros_like(offset))
 
-        speech_seg = _gather_segments(audio[partner], partner_len, offset, start, mix_len, s)
+        speech_seg = _gather_segments(clean[partner], partner_len, offset, start, mix_len, s)
         if noise.shape[1] < s:
             noise = torch.nn.functional.pad(noise, (0, s - noise.shape[1]))
         noise_seg = _gather_segments(noise[:, :s], noise_len, offset, start, mix_len, s)
@@ -186,5 +284,7 @@ class SpeakerNoiseAugmentation:
             "offset": offset,
             "partner": torch.where(use_noise, torch.full_like(partner, -1), partner),
             "scale": scale,
+            "rt60": torch.where(reverb, rt60, torch.zeros_like(rt60)),
+            "babble": babble & use_noise & applied,
         }
         return noisy, audio_len.clone(), info

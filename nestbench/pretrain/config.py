@@ -109,6 +109,13 @@ def _validate(cfg: DictConfig) -> None:
         raise ConfigError(
             f"data.embedded must be null, tiny, small or default: {cfg.data.embedded}"
         )
+    if cfg.data.pool_hours is not None:
+        if cfg.data.embedded is None:
+            raise ConfigError(
+                "data.pool_hours needs data.embedded (the corpus the pool comes from)"
+            )
+        if float(cfg.data.pool_hours) <= 0:
+            raise ConfigError(f"data.pool_hours must be > 0, got {cfg.data.pool_hours}")
     if str(cfg.optim.name).lower() != "adamw":
         raise ConfigError(f"optim.name={cfg.optim.name!r}: only adamw is supported")
     if str(cfg.optim.sched.name) != "NoamAnnealing":

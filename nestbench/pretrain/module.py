@@ -73,6 +73,7 @@ class NestPretrainModule(L.LightningModule):
         self.augment = SpeakerNoiseAugmentation(AugmentConfig(**(augment or {})))
         self.seed = int(seed)
         self.max_steps = max_steps
+        self._micro_step, self._micro = -1, 0  # micro-batches of one optimizer step
 
     # ----------------------------------------------------------------------- steps
 
@@ -94,10 +95,13 @@ class NestPretrainModule(L.LightningModule):
         return out
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        # the masking draws from torch's global RNG: seed it per step as well
-        seed = _step_seed(self.seed, self.global_rank, self.global_step, salt=batch_idx)
-        torch.manual_seed(seed)
-        out = self._pretrain_step(batch, self._generator(self.global_step, batch_idx))
+        # the masking and dropout draw from torch's global RNG: seed it per step as well, from
+        # the optimizer step and the micro-batch within it (not Lightning's batch_idx, which
+        # restarts from 0 when a run resumes from a checkpoint saved at its last step)
+        self._micro = self._micro + 1 if self.global_step == self._micro_step else 0
+        self._micro_step = self.global_step
+        torch.manual_seed(_step_seed(self.seed, self.global_rank, self.global_step, self._micro))
+        out = self._pretrain_step(batch, self._generator(self.global_step, self._micro))
         bs = batch["audio"].shape[0]
         self.log("train_loss", out["loss"], prog_bar=True, batch_size=bs)
         self.log("train_acc", out["correct"] / out["total"].clamp(min=1), batch_size=bs)

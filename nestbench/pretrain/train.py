@@ -33,9 +33,17 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from nestbench.data.pool import pool_manifest
 from nestbench.encoders.checkpoint import CheckpointError
 from nestbench.encoders.nemo_writer import save_nemo
-from nestbench.training import EpochSetter, attach_log, detach_log, trainer_settings
+from nestbench.sampler import ResumableLoader
+from nestbench.training import (
+    ConsumedBatches,
+    EpochSetter,
+    attach_log,
+    detach_log,
+    trainer_settings,
+)
 
 from .config import build_model
 from .data import (
@@ -82,10 +90,23 @@ def data_manifests(cfg: DictConfig) -> tuple[list[str], list[str]]:
     """(train manifests, val manifests) of the config, embedded corpus included."""
     train = [str(p) for p in cfg.data.train]
     val = [str(p) for p in cfg.data.val]
-    if cfg.data.embedded:
+    if cfg.data.embedded and cfg.data.pool_hours:
+        pool = embedded_pool(str(cfg.data.embedded), float(cfg.data.pool_hours), int(cfg.seed))
+        train.append(str(pool_manifest(pool, "train")))
+        val.append(str(pool_manifest(pool, "val")))
+    elif cfg.data.embedded:
         train += [str(p) for p in embedded_manifests(str(cfg.data.embedded), "train")]
         val += [str(p) for p in embedded_manifests(str(cfg.data.embedded), "dev")]
     return train, val
+
+
+def embedded_pool(size: str, hours: float, seed: int = 0) -> Path:
+    """The clean pretraining pool (:mod:`nestbench.data.pool`) of the embedded corpus of
+    ``size``, made if needed."""
+    from nestbench.data.embedded import ensure_embedded_corpus
+    from nestbench.data.pool import make_pool
+
+    return make_pool(ensure_embedded_corpus(size), hours, seed)
 
 
 def nemo_optim(cfg: DictConfig, d_model: int) -> dict:
@@ -121,7 +142,7 @@ class PretrainData(L.LightningDataModule):
             world_size=trainer.world_size if trainer else 1,
         )
         workers = int(self.cfg.data.num_workers)
-        return torch.utils.data.DataLoader(
+        return ResumableLoader(
             AudioDataset(records),
             batch_sampler=sampler,
             collate_fn=Collate(self.noise, int(self.cfg.seed)),
@@ -142,11 +163,19 @@ class PretrainData(L.LightningDataModule):
 class NemoExport(Callback):
     """Writes ``<out>/last.nemo`` whenever Lightning saves a checkpoint and when training ends,
     and ``<out>/best.nemo`` when val_loss improves (global rank 0 only). With ``ckpt_dir``, also
-    saves ``<ckpt_dir>/last.ckpt`` at the end of training."""
+    saves ``<ckpt_dir>/last.ckpt`` every ``every`` steps and at the last step."""
 
-    def __init__(self, out: Path, optim: dict, extra: dict, ckpt_dir: Path | None = None):
+    def __init__(
+        self,
+        out: Path,
+        optim: dict,
+        extra: dict,
+        ckpt_dir: Path | None = None,
+        every: int = 1000,
+    ):
         self.out = Path(out)
         self.ckpt_dir = ckpt_dir
+        self.every = max(1, int(every))
         self.optim = optim
         self.extra = extra
         self.best = math.inf
@@ -174,6 +203,17 @@ class NemoExport(Callback):
         if loss is not None and float(loss) < self.best:
             self.best = float(loss)
             self._write(trainer, module, "best.nemo")
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        # last.ckpt every `every` steps and at max_steps, saved inside the loop so that the
+        # epoch and the place in it are those of the step (Lightning's own save_last, at the
+        # end of the epoch that max_steps cuts short, records that epoch as finished): a later
+        # run with more steps resumes exactly
+        if self.ckpt_dir is None or trainer.global_step == self._saved_step:
+            return
+        done = trainer.max_steps is not None and 0 < trainer.max_steps <= trainer.global_step
+        if done or trainer.global_step % self.every == 0:
+            trainer.save_checkpoint(self.ckpt_dir / "last.ckpt")  # calls on_save_checkpoint
 
     def on_train_end(self, trainer, module) -> None:
         if self.ckpt_dir is not None and trainer.global_step != self._saved_step:
@@ -323,7 +363,7 @@ def _pretrain(cfg: DictConfig, out: Path, t0: float, extra: list[Callback]) -> P
             filename="{step}",
             every_n_train_steps=int(t.checkpoint_every_n_steps),
             save_top_k=1,
-            save_last=True,
+            save_last=False,  # last.ckpt: NemoExport (see there)
         ),
         # Ctrl-C or a crash: interrupted.ckpt holds the state reached (removed after success)
         OnExceptionCheckpoint(dirpath=ckpt_dir, filename=INTERRUPTED),
@@ -342,7 +382,13 @@ def _pretrain(cfg: DictConfig, out: Path, t0: float, extra: list[Callback]) -> P
         "pretrained_by": "nestbench pretrain",
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    export = NemoExport(out, nemo_optim(cfg, model.encoder.cfg.d_model), provenance, ckpt_dir)
+    export = NemoExport(
+        out,
+        nemo_optim(cfg, model.encoder.cfg.d_model),
+        provenance,
+        ckpt_dir,
+        every=int(t.checkpoint_every_n_steps),
+    )
     settings = trainer_settings(cfg.trainer)
     trainer = L.Trainer(
         max_steps=max_steps,
@@ -357,6 +403,7 @@ def _pretrain(cfg: DictConfig, out: Path, t0: float, extra: list[Callback]) -> P
         log_every_n_steps=int(t.log_every_n_steps),
         callbacks=[
             *callbacks,
+            ConsumedBatches(),  # where in the epoch a checkpoint is (first: before any save)
             export,
             ProgressLog(int(t.log_every_n_steps), max_steps),
             EpochSetter(),  # a new batch order every epoch
