@@ -26,10 +26,11 @@ from pathlib import Path
 
 import torch
 
+from nestbench.data.pool import pool_manifest
 from nestbench.encoders.nest import load_nest
 from nestbench.pretrain.data import load_records
 from nestbench.pretrain.evaluate import masked_token_accuracy
-from nestbench.pretrain.train import embedded_manifests
+from nestbench.pretrain.train import embedded_manifests, embedded_pool
 
 
 def _records(size: str, splits: list[str], max_duration: float) -> list[dict]:
@@ -49,7 +50,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=None, help="a NEST .nemo (default: the shipped one)")
     ap.add_argument("--corpus-size", default="default", choices=["tiny", "small", "default"])
+    ap.add_argument(
+        "--pool",
+        type=float,
+        default=None,
+        metavar="HOURS",
+        help="use the clean pretraining pool of HOURS instead: its eval part (test speakers, "
+        "fresh sentences) as held-out audio, its train part as the reference",
+    )
     ap.add_argument("--splits", nargs="+", default=["dev", "test"], choices=["dev", "test"])
+    ap.add_argument("--max-utts", type=int, default=None, help="score a random subset")
     ap.add_argument("--max-duration", type=float, default=8.0, help="chunk length, seconds")
     ap.add_argument("--reference-utts", type=int, default=1000, help="training utterances")
     ap.add_argument("--batch-size", type=int, default=16)
@@ -65,8 +75,18 @@ def main() -> None:
 
         args.model = str(weights_path())
     model = load_nest(args.model)
-    held_out = _records(args.corpus_size, args.splits, args.max_duration)
-    train = _records(args.corpus_size, ["train"], args.max_duration)
+    if args.pool:
+        pool = embedded_pool(args.corpus_size, args.pool)
+        held_out, train = (
+            load_records([pool_manifest(pool, part)], 1.0, args.max_duration)
+            for part in ("eval", "train")
+        )
+        args.splits = ["clean pool eval (test speakers)"]
+    else:
+        held_out = _records(args.corpus_size, args.splits, args.max_duration)
+        train = _records(args.corpus_size, ["train"], args.max_duration)
+    if args.max_utts and len(held_out) > args.max_utts:
+        held_out = random.Random(args.seed).sample(held_out, args.max_utts)
     reference = random.Random(args.seed).sample(train, min(args.reference_utts, len(train)))
     models = {"pretrained": model}
     if args.random:

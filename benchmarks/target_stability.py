@@ -28,10 +28,11 @@ from pathlib import Path
 import torch
 
 from nestbench.audio import collate_audio, load_item
+from nestbench.data.pool import pool_manifest
 from nestbench.encoders.nest import load_nest
 from nestbench.encoders.ssl_modules import RandomProjectionVectorQuantizer
 from nestbench.pretrain.data import load_records
-from nestbench.pretrain.train import embedded_manifests
+from nestbench.pretrain.train import embedded_manifests, embedded_pool
 
 
 def _add_noise(wav: torch.Tensor, lens: torch.Tensor, snr_db: float, g: torch.Generator):
@@ -46,6 +47,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=None, help="a NEST .nemo (default: the shipped one)")
     ap.add_argument("--corpus-size", default="default", choices=["tiny", "small", "default"])
+    ap.add_argument(
+        "--pool",
+        type=float,
+        default=None,
+        metavar="HOURS",
+        help="use the clean pretraining pool of HOURS instead: its eval part (test speakers, "
+        "fresh sentences) as held-out audio, its train part as the reference",
+    )
     ap.add_argument("--split", default="dev", choices=["dev", "test"])
     ap.add_argument("--segments", type=int, default=200)
     ap.add_argument("--classes", type=int, nargs="+", default=[2048, 512, 128, 32])
@@ -60,14 +69,18 @@ def main() -> None:
 
         args.model = str(weights_path())
     model = load_nest(args.model).eval()
-    records = load_records(
-        embedded_manifests(args.corpus_size, args.split), min_duration=1.0, max_duration=8.0
+    manifests = (
+        [pool_manifest(embedded_pool(args.corpus_size, args.pool), "eval")]
+        if args.pool
+        else embedded_manifests(args.corpus_size, args.split)
     )
+    records = load_records(manifests, min_duration=1.0, max_duration=8.0)
     records = random.Random(args.seed).sample(records, min(args.segments, len(records)))
     wav, lens = collate_audio([load_item(r) for r in records])
     g = torch.Generator().manual_seed(args.seed)
     k = model.quantizer.combine_time_steps
-    out: dict = {"model": args.model, "segments": len(records), "split": args.split}
+    split = f"clean pool eval ({args.pool:g} h pool)" if args.pool else args.split
+    out: dict = {"model": args.model, "segments": len(records), "split": split}
     with torch.no_grad():
         mel, mel_len, _ = model.features(wav, lens)
         valid = torch.arange(mel.shape[2] // k)[None, :] < (mel_len // k)[:, None]  # [B, T']
@@ -106,7 +119,7 @@ def main() -> None:
                 }
             )
         out["by_classes"] = rows
-    print(f"{args.model}: {len(records)} {args.split} segments, {int(valid.sum())} steps")
+    print(f"{args.model}: {len(records)} {split} segments, {int(valid.sum())} steps")
     print(f"  targets unchanged by dither 1e-5: {100 * out['unchanged_by_dither']:.1f}%")
     for snr in (40, 30, 20):
         print(

@@ -182,6 +182,56 @@ def test_augmentation_probability_and_single_utterance():
         AugmentConfig(prob=2.0)
 
 
+def test_rooms_reverberate_the_input_with_a_decaying_tail():
+    audio = torch.zeros(6, 16000)
+    audio[:, 4000] = 1.0  # an impulse: the output is the room's response
+    lens = torch.tensor([16000, 16000, 12000, 16000, 9000, 16000])
+    rooms = SpeakerNoiseAugmentation(prob=0.0, reverb_prob=1.0, min_rt60=0.3, max_rt60=0.3)
+    wet, wet_len, info = rooms(audio, lens, torch.Generator().manual_seed(3))
+    again, _, _ = rooms(audio, lens, torch.Generator().manual_seed(3))
+    assert torch.equal(wet, again) and torch.equal(wet_len, lens)
+    assert torch.allclose(info["rt60"], torch.full((6,), 0.3))
+    for i in range(6):
+        n = int(lens[i])
+        assert not wet[i, n:].any()  # nothing spills into the padding
+        assert wet[i, :4000].abs().max() < 1e-6 and wet[i, 4000] == pytest.approx(1.0, abs=1e-6)
+        tail = wet[i, 4000 + 160 : n]  # the reverberant tail decays (60 dB in RT60)
+        early, late = tail[:800].pow(2).mean(), tail[2400:3200].pow(2).mean()
+        assert 0 < late < early
+    with pytest.raises(ValueError, match="reverb_prob"):
+        AugmentConfig(reverb_prob=1.5)
+
+
+def test_babble_is_other_utterances_of_the_batch_at_unit_energy():
+    from nestbench.pretrain.augment import babble_of_batch
+
+    audio = torch.zeros(4, 10)
+    for i in range(4):
+        audio[i, : 4 + i] = float(i + 1)  # row i: constant i + 1 over 4 + i samples
+    lens = torch.tensor([4, 5, 6, 7])
+    bab = babble_of_batch(audio, lens, talkers=2)
+    # row 0 = unit-energy rows 1 and 2: ones over 5 and 6 samples, summed
+    expected = torch.zeros(10)
+    expected[:5] += 1.0
+    expected[:6] += 1.0
+    assert torch.allclose(bab[0], expected)
+    assert torch.allclose(
+        babble_of_batch(audio, lens, talkers=9)[0], babble_of_batch(audio, lens, talkers=3)[0]
+    )  # at most the B - 1 others
+    g = torch.Generator().manual_seed(0)
+    speech = torch.randn(8, 8000)
+    l8 = torch.full((8,), 8000)
+    aug = SpeakerNoiseAugmentation(prob=1.0, noise_ratio=1.0, babble_ratio=1.0, babble_talkers=3)
+    noisy, _, info = aug(speech, l8, g)
+    assert info["babble"].all()
+    for i in range(8):  # the overlay is babble of the others, at the drawn energy ratio
+        s, m = int(info["start"][i]), int(info["mix_len"][i])
+        added = (noisy[i] - speech[i])[s : s + m] / info["scale"][i]
+        bab8 = babble_of_batch(speech, l8, 3)[i]
+        pos = (int(info["offset"][i]) + torch.arange(m)) % 8000
+        assert torch.allclose(added, bab8[pos], atol=1e-4)
+
+
 def test_colored_noise_slopes():
     g = torch.Generator().manual_seed(0)
     noise = colored_noise(3, 16000, torch.tensor([0.0, 1.0, 2.0]), g)
@@ -263,6 +313,27 @@ def test_bucket_batch_sampler_epochs_and_ranks():
     flat = [i for g in got for b in g for i in b]
     assert len(flat) == len(set(flat))  # disjoint
     assert all(len(b) == 8 for g in got for b in g)
+
+
+def test_bucket_batch_sampler_state_resumes_mid_epoch():
+    durs = [float(i % 7) + 1 for i in range(40)]
+    whole = BucketBatchSampler(durs, 4, seed=2, bucket_batches=2)
+    whole.set_epoch(3)
+    batches = list(whole)
+    cut = BucketBatchSampler(durs, 4, seed=2, bucket_batches=2)
+    cut.set_epoch(3)
+    it = iter(cut)
+    for _ in range(4):
+        next(it)
+        cut.consumed += 1  # what ConsumedBatches does after each trained batch
+    state = cut.state_dict()
+    assert state == {"epoch": 3, "consumed": 4}
+    fresh = BucketBatchSampler(durs, 4, seed=2, bucket_batches=2)
+    fresh.load_state_dict(state)
+    fresh.set_epoch(3)  # the trainer sets the (same) epoch again before iterating
+    assert list(fresh) == batches[4:] and len(fresh) == len(batches)
+    assert fresh.consumed == 4
+    assert list(fresh) == batches  # the skip applies once; a new pass is the whole epoch
 
 
 # --------------------------------------------------------------------------- helpers

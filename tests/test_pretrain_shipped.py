@@ -43,6 +43,7 @@ def test_shipped_model_was_pretrained_on_training_splits_only():
     assert made["global_step"] >= 1000
     recipe = made["config"]
     assert recipe["data"]["embedded"] == "default" and recipe["data"]["train"] == []
+    assert recipe["data"]["pool_hours"] == 12  # the clean pool: training speakers only
     # the recipe in configs/pretrain/embedded.yaml is the one that made it
     ours = resolve_pretrain_config("embedded")
     for section in ("model", "optim", "augment"):
@@ -56,12 +57,29 @@ def _plain(cfg):
     return OmegaConf.to_container(cfg, resolve=True)
 
 
-def test_embedded_manifests_are_train_for_training_and_dev_for_validation(monkeypatch, tmp_path):
+def test_embedded_recipe_trains_on_the_clean_pool_and_validates_on_its_held_out_part(
+    monkeypatch, tmp_path
+):
+    import nestbench.pretrain.train as train_mod
+
+    seen = {}
+
+    def fake_pool(size, hours, seed=0):
+        seen.update(size=size, hours=hours, seed=seed)
+        return tmp_path / "pool"
+
+    monkeypatch.setattr(train_mod, "embedded_pool", fake_pool)
+    train, val = train_mod.data_manifests(resolve_pretrain_config("embedded"))
+    assert seen == {"size": "default", "hours": 12.0, "seed": 0}
+    assert train == [str(tmp_path / "pool" / "train_manifest.json")]
+    assert val == [str(tmp_path / "pool" / "val_manifest.json")]
+    # without a pool, the corpus's own train splits train and its dev splits validate
     import nestbench.data.embedded as embedded
-    from nestbench.pretrain.train import data_manifests
 
     monkeypatch.setattr(embedded, "ensure_embedded_corpus", lambda size: tmp_path / size)
-    train, val = data_manifests(resolve_pretrain_config("embedded"))
+    train, val = train_mod.data_manifests(
+        resolve_pretrain_config("embedded", [], ["data.pool_hours=null"])
+    )
     assert len(train) == 4 and all(p.endswith("train_manifest.json") for p in train)
     assert len(val) == 4 and all(p.endswith("dev_manifest.json") for p in val)
     assert not any("test" in Path(p).name for p in train + val)

@@ -15,7 +15,8 @@ same eSpeak voices:
 Layout under ``<corpus>/pretrain/clean-<H>h-seed<S>-v<V>/``::
 
     pool.json                  what was made (hours, counts, speakers); written last
-    train_manifest.json        pretraining audio (audio_filepath, duration, text, speaker)
+    train_manifest.json        pretraining audio (audio_filepath, duration, text, sentences,
+                               speaker)
     val_manifest.json          held-out utterances of the same speakers (validation loss)
     eval_manifest.json         clean renders of the corpus's *test* speakers, fresh sentences:
                                masked-token accuracy on unseen voices; never pretrained on
@@ -122,6 +123,7 @@ def _pool_job(job: dict) -> dict:
                 "audio_filepath": item["final"],
                 "duration": dur,
                 "text": " ".join(normalize_sentence(t) for t in item["texts"]),
+                "sentences": [normalize_sentence(t) for t in item["texts"]],
                 "speaker": asr_speaker_id(spk),
             }
         )
