@@ -18,3 +18,13 @@ def measured(cmd: list[str]) -> tuple[float, float, str]:
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"run failed ({' '.join(cmd)}):\n{output[-3000:]}")
     return round(usage.ru_maxrss / 2**20, 3), round(wall, 1), output  # ru_maxrss: KiB on Linux
+
+
+def shipped_or(path: str | None) -> str:
+    """``path``, or the shipped ``nest_embedded.nemo`` when it is None (the benchmarks' default
+    ``--model``)."""
+    if path is not None:
+        return path
+    from nestbench.weights import weights_path
+
+    return str(weights_path())

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from nestbench.tasks.sv.probe import fit_probe, pool_stats
 
 from nestbench.audio import collate_audio, load_item
 from nestbench.data.embedded import ensure_embedded_corpus
@@ -33,7 +34,6 @@ from nestbench.data.trials import TrialResolver, read_trials
 from nestbench.encoders import load_encoder
 from nestbench.layers import frame_pool
 from nestbench.metrics.sv import bootstrap_eer, cosine_scores, eer
-from tasks.sv.probe import fit_probe, pool_stats
 
 TARGET_FRAME = 1280  # samples: pool finer frames to 80 ms
 

@@ -1,14 +1,15 @@
 """How predictable NEST's masked targets are from the audio around a masked block: an oracle.
 
-    python benchmarks/target_context.py --pool 12 --blocks 8 16 24 40 --classes 256 64
+    python benchmarks/target_context.py --pool 12 --gaps 1 3 5 --classes 256 64
 
 For clean pool audio (training utterances to fit, the eval part's test speakers to score): the
-token of a step is predicted from the clean log-mel of the visible steps around a masked block
-of ``block`` mel frames centred on it (two visible steps each side, each averaged over its 8
+token of a step is predicted from the clean log-mel of the visible steps around a gap of
+``gap`` masked 80 ms steps centred on it (two visible steps each side, each averaged over its 8
 frames), by a small MLP fitted for a few epochs. Beside it: the most frequent token and copying
-the nearest visible step's token. A block size whose oracle stays near those baselines leaves
-the pretraining loss little to learn from on a short budget; that is how the recipe's block size
-and class count were chosen (issue 14).
+the nearest visible step's token. NeMo's 40-frame blocks hide about 5 steps (gap 5); a 16-frame
+block hides one or two whole steps and parts of their neighbours (between gaps 1 and 3). A gap
+whose oracle stays near those baselines leaves the pretraining loss little to learn from on a
+short budget; that is how the recipe's block size was chosen (issue 14).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import random
 from pathlib import Path
 
 import torch
+from _measure import shipped_or
 
 from nestbench.audio import collate_audio, load_item
 from nestbench.data.pool import pool_records
@@ -40,11 +42,11 @@ def _features(model, records, batch=25):
     return out
 
 
-def _examples(mels, quantizer, block: int, side: int = 2):
-    """(inputs [N, 2*side*80], targets [N], copied [N]) for every step whose masked block and
-    context fit inside the utterance."""
+def _examples(mels, quantizer, gap: int, side: int = 2):
+    """(inputs [N, 2*side*80], targets [N], copied [N]) for every step whose gap of ``gap``
+    masked steps (odd) and context fit inside the utterance."""
     xs, ys, cs = [], [], []
-    half_steps = max(1, round(block / 8)) // 2  # masked steps each side of the centre
+    half_steps = gap // 2  # masked steps each side of the centre
     for mel in mels:
         tok = quantizer(mel[None])[0, :, 0]  # [T']
         steps = mel.reshape(mel.shape[0], -1, 8).mean(2).T  # [T', 80]
@@ -82,17 +84,14 @@ def main() -> None:
     ap.add_argument("--corpus-size", default="default", choices=["tiny", "small", "default"])
     ap.add_argument("--pool", type=float, default=12.0, metavar="HOURS")
     ap.add_argument("--train-utts", type=int, default=600)
-    ap.add_argument("--blocks", type=int, nargs="+", default=[8, 16, 24, 40])
+    ap.add_argument("--gaps", type=int, nargs="+", default=[1, 3, 5], help="masked steps (odd)")
     ap.add_argument("--classes", type=int, nargs="+", default=[256, 64])
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.model is None:
-        from nestbench.weights import weights_path
-
-        args.model = str(weights_path())
+    args.model = shipped_or(args.model)
     model = load_nest(args.model).eval()
     pool = embedded_pool(args.corpus_size, args.pool)
     rng = random.Random(0)
@@ -103,9 +102,9 @@ def main() -> None:
     for classes in args.classes:
         torch.manual_seed(1)
         q = RandomProjectionVectorQuantizer(80, 16, classes)
-        for block in args.blocks:
-            xtr, ytr, _ = _examples(mel_train, q, block)
-            xte, yte, cte = _examples(mel_test, q, block)
+        for gap in args.gaps:
+            xtr, ytr, _ = _examples(mel_train, q, gap)
+            xte, yte, cte = _examples(mel_test, q, gap)
             mean, std = xtr.mean(0), xtr.std(0).clamp(min=1e-5)
             net = _fit((xtr - mean) / std, ytr, classes)
             with torch.no_grad():
@@ -113,7 +112,7 @@ def main() -> None:
             top = int(torch.bincount(ytr, minlength=classes).argmax())
             row = {
                 "classes": classes,
-                "block_frames": block,
+                "gap_steps": gap,
                 "test_steps": len(yte),
                 "oracle": float((pred == yte).float().mean()),
                 "oracle_other_targets": float((pred == yte)[yte != top].float().mean()),
@@ -122,7 +121,7 @@ def main() -> None:
             }
             rows.append(row)
             print(
-                f"classes {classes:>4} block {block:>2}: oracle {100 * row['oracle']:.1f}% "
+                f"classes {classes:>4} gap {gap} steps: oracle {100 * row['oracle']:.1f}% "
                 f"(other targets {100 * row['oracle_other_targets']:.1f}%), majority "
                 f"{100 * row['majority']:.1f}%, copy nearest {100 * row['copy_nearest']:.1f}%",
                 flush=True,

@@ -26,6 +26,7 @@ import random
 from pathlib import Path
 
 import torch
+from _measure import shipped_or
 
 from nestbench.audio import collate_audio, load_item
 from nestbench.data.pool import pool_manifest
@@ -64,10 +65,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.model is None:
-        from nestbench.weights import weights_path
-
-        args.model = str(weights_path())
+    args.model = shipped_or(args.model)
     model = load_nest(args.model).eval()
     manifests = (
         [pool_manifest(embedded_pool(args.corpus_size, args.pool), "eval")]

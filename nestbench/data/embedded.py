@@ -89,13 +89,25 @@ def ensure_embedded_corpus(
     with _locked(final.with_name(final.name + ".lock")):
         if is_complete(final, size, seed):
             return final
-        partial = final.with_name(f"{final.name}.partial-{os.getpid()}")
-        shutil.rmtree(partial, ignore_errors=True)
-        try:
-            synthesize_corpus(partial, size=size, seed=seed, workers=workers, progress=progress)
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(partial, final)
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
+        build_then_replace(
+            final,
+            lambda partial: synthesize_corpus(
+                partial, size=size, seed=seed, workers=workers, progress=progress
+            ),
+        )
     return final
+
+
+def build_then_replace(final: Path, make) -> None:
+    """``make(partial)`` into a fresh folder beside ``final``, then ``final`` replaced by it in
+    one rename: a reader sees the old folder or the whole new one, never half of it (the partial
+    folder is removed when ``make`` fails)."""
+    partial = final.with_name(f"{final.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        make(partial)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(partial, final)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)

@@ -29,8 +29,6 @@ utterance is synthesised from its own generator ``(seed, 8, part, index)``.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -189,7 +187,7 @@ def make_pool(
 ) -> Path:
     """The pool folder for ``corpus`` (see the module docstring), made first if needed
     (under a lock, into a partial folder renamed when complete). Raises PoolError."""
-    from .embedded import _locked
+    from .embedded import _locked, build_then_replace
 
     corpus = Path(corpus).resolve()
     if hours <= 0:
@@ -202,36 +200,39 @@ def make_pool(
             return final
         size, corpus_seed, cfg, pools, items = _plan(corpus, hours, seed, final)
         speakers = make_speakers(sum(cfg.speakers) + cfg.babble_speakers, corpus_seed)
-        partial = final.with_name(f"{final.name}.partial-{os.getpid()}")
-        shutil.rmtree(partial, ignore_errors=True)
-        try:
-            ctx = _Context(out=str(partial), seed=seed, size=cfg, speakers=speakers, bank=[])
-            jobs = [
-                {"items": items[i : i + 16], "weight": len(items[i : i + 16])}
-                for i in range(0, len(items), 16)
-            ]
-            results = _run_jobs(
-                jobs, ctx, workers, progress, f"nestbench pretraining pool ({hours:g} h)", _pool_job
-            )
-            records = [r for res in results for r in res["records"]]
-            stats = {"version": POOL_VERSION, "corpus": str(corpus), "seed": seed, "parts": {}}
-            for part in PARTS:
-                recs = [r for r, it in zip(records, items, strict=True) if it["part"] == part]
-                write_manifest(partial / f"{part}_manifest.json", recs)
-                stats["parts"][part] = {
-                    "utterances": len(recs),
-                    "hours": round(sum(r["duration"] for r in recs) / 3600, 4),
-                    "speakers": len({r["speaker"] for r in recs}),
-                    "speaker_pool": "test" if part == "eval" else "train",
-                    "sentences": sum(len(it["texts"]) for it in items if it["part"] == part),
-                }
-            atomic_write_text(partial / "pool.json", json.dumps(stats, indent=2) + "\n")
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(partial, final)
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
+        build_then_replace(
+            final,
+            lambda partial: _synthesize(
+                partial, corpus, hours, seed, cfg, speakers, items, workers, progress
+            ),
+        )
     return final
+
+
+def _synthesize(
+    partial: Path, corpus: Path, hours, seed, cfg, speakers, items, workers, progress
+) -> None:
+    """Render the planned ``items`` into ``partial``: wavs, the three manifests, pool.json."""
+    ctx = _Context(out=str(partial), seed=seed, size=cfg, speakers=speakers, bank=[])
+    jobs = [
+        {"items": items[i : i + 16], "weight": len(items[i : i + 16])}
+        for i in range(0, len(items), 16)
+    ]
+    desc = f"nestbench pretraining pool ({hours:g} h)"
+    results = _run_jobs(jobs, ctx, workers, progress, desc, _pool_job)
+    records = [r for res in results for r in res["records"]]
+    stats = {"version": POOL_VERSION, "corpus": str(corpus), "seed": seed, "parts": {}}
+    for part in PARTS:
+        recs = [r for r, it in zip(records, items, strict=True) if it["part"] == part]
+        write_manifest(partial / f"{part}_manifest.json", recs)
+        stats["parts"][part] = {
+            "utterances": len(recs),
+            "hours": round(sum(r["duration"] for r in recs) / 3600, 4),
+            "speakers": len({r["speaker"] for r in recs}),
+            "speaker_pool": "test" if part == "eval" else "train",
+            "sentences": sum(len(it["texts"]) for it in items if it["part"] == part),
+        }
+    atomic_write_text(partial / "pool.json", json.dumps(stats, indent=2) + "\n")
 
 
 def pool_manifest(pool: str | Path, part: str) -> Path:

@@ -1,7 +1,7 @@
 """Model files shipped inside nestbench, and the encoders built from them.
 
-``nest_embedded.nemo``: a small NEST (d_model 144, 4 heads, 6 layers, 2048 classes) that
-nestbench pretrained on the train splits of the embedded corpus
+``nest_embedded.nemo``: a small NEST (d_model 144, 4 heads, 6 layers, 4 codebooks of 256
+classes) that nestbench pretrained on clean speech of the embedded corpus's training speakers
 (``configs/pretrain/embedded.yaml`` says how to remake it). It is a NeMo ``.nemo`` file: NeMo
 restores it with ``EncDecDenoiseMaskedTokenPredModel.restore_from``.
 """
