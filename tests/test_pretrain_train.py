@@ -119,6 +119,11 @@ def test_resume_continues_from_the_saved_step(tones, tmp_path):
     assert "resuming from" in (out / "pretrain.log").read_text()
     steps = _steps_logged(out)  # both sessions' logs are kept
     assert min(steps) < 6 and max(steps) >= 9 and steps == sorted(steps)
+    # nothing left to do: the .nemo still records this session's config
+    pretrain(_cfg(tones, out, "trainer.max_steps=10", "trainer.log_every_n_steps=3"))
+    with tarfile.open(out / "last.nemo") as tar:
+        made = yaml.safe_load(tar.extractfile("./model_config.yaml"))["nestbench"]
+    assert made["global_step"] == 10 and made["config"]["trainer"]["log_every_n_steps"] == 3
     with pytest.raises(FileExistsError, match="resume=false"):
         pretrain(_cfg(tones, out, "trainer.max_steps=12", "resume=false"))
 

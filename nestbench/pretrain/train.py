@@ -429,6 +429,9 @@ def _pretrain(cfg: DictConfig, out: Path, t0: float, extra: list[Callback]) -> P
             "ignore", message=r"Checkpoint directory .* exists and is not empty"
         )
         trainer.fit(module, datamodule=data, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    # the final .nemo carries this session's config (a resumed run with nothing left to do
+    # skips the training loop and its end-of-training hooks)
+    export._write(trainer, module, "last.nemo")
     metrics = trainer.callback_metrics
 
     def get(name):
