@@ -28,3 +28,17 @@ def shipped_or(path: str | None) -> str:
     from nestbench.weights import weights_path
 
     return str(weights_path())
+
+
+def model_and_audio_arguments(ap) -> None:
+    """``--model``, ``--corpus-size`` and ``--pool`` of the pretraining benchmarks."""
+    ap.add_argument("--model", default=None, help="a NEST .nemo (default: the shipped one)")
+    ap.add_argument("--corpus-size", default="default", choices=["tiny", "small", "default"])
+    ap.add_argument(
+        "--pool",
+        type=float,
+        default=None,
+        metavar="HOURS",
+        help="use the clean pretraining pool of HOURS instead: its eval part (test speakers, "
+        "fresh sentences) as held-out audio, its train part as the reference",
+    )

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import torch
+from _measure import model_and_audio_arguments
 
 from nestbench.data.pool import pool_manifest
 from nestbench.encoders.nest import load_nest
@@ -48,16 +49,7 @@ def _random_twin(model, seed: int):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default=None, help="a NEST .nemo (default: the shipped one)")
-    ap.add_argument("--corpus-size", default="default", choices=["tiny", "small", "default"])
-    ap.add_argument(
-        "--pool",
-        type=float,
-        default=None,
-        metavar="HOURS",
-        help="use the clean pretraining pool of HOURS instead: its eval part (test speakers, "
-        "fresh sentences) as held-out audio, its train part as the reference",
-    )
+    model_and_audio_arguments(ap)
     ap.add_argument("--splits", nargs="+", default=["dev", "test"], choices=["dev", "test"])
     ap.add_argument("--max-utts", type=int, default=None, help="score a random subset")
     ap.add_argument("--max-duration", type=float, default=8.0, help="chunk length, seconds")

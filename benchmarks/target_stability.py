@@ -26,7 +26,7 @@ import random
 from pathlib import Path
 
 import torch
-from _measure import shipped_or
+from _measure import model_and_audio_arguments, shipped_or
 
 from nestbench.audio import collate_audio, load_item
 from nestbench.data.pool import pool_manifest
@@ -46,16 +46,7 @@ def _add_noise(wav: torch.Tensor, lens: torch.Tensor, snr_db: float, g: torch.Ge
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default=None, help="a NEST .nemo (default: the shipped one)")
-    ap.add_argument("--corpus-size", default="default", choices=["tiny", "small", "default"])
-    ap.add_argument(
-        "--pool",
-        type=float,
-        default=None,
-        metavar="HOURS",
-        help="use the clean pretraining pool of HOURS instead: its eval part (test speakers, "
-        "fresh sentences) as held-out audio, its train part as the reference",
-    )
+    model_and_audio_arguments(ap)
     ap.add_argument("--split", default="dev", choices=["dev", "test"])
     ap.add_argument("--segments", type=int, default=200)
     ap.add_argument("--classes", type=int, nargs="+", default=[2048, 512, 128, 32])

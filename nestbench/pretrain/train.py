@@ -181,7 +181,8 @@ class NemoExport(Callback):
         self.best = math.inf
         self._saved_step = -1
 
-    def _write(self, trainer, module, name: str) -> None:
+    def write(self, trainer, module, name: str) -> None:
+        """Write ``<out>/<name>`` (global rank 0 only) with the config and step as provenance."""
         if not trainer.is_global_zero:
             return
         extra = {"nestbench": {**self.extra, "global_step": int(trainer.global_step)}}
@@ -191,7 +192,7 @@ class NemoExport(Callback):
         checkpoint["nemo_export_best"] = self.best
         if trainer.global_step != self._saved_step:
             self._saved_step = trainer.global_step
-            self._write(trainer, module, "last.nemo")
+            self.write(trainer, module, "last.nemo")
 
     def on_load_checkpoint(self, trainer, module, checkpoint) -> None:
         self.best = float(checkpoint.get("nemo_export_best", math.inf))
@@ -202,7 +203,7 @@ class NemoExport(Callback):
         loss = trainer.callback_metrics.get("val_loss")
         if loss is not None and float(loss) < self.best:
             self.best = float(loss)
-            self._write(trainer, module, "best.nemo")
+            self.write(trainer, module, "best.nemo")
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         # last.ckpt every `every` steps and at max_steps, saved inside the loop so that the
@@ -219,7 +220,7 @@ class NemoExport(Callback):
         if self.ckpt_dir is not None and trainer.global_step != self._saved_step:
             # the final state, so that running again with the same max_steps has nothing to do
             trainer.save_checkpoint(self.ckpt_dir / "last.ckpt")  # calls on_save_checkpoint
-        self._write(trainer, module, "last.nemo")
+        self.write(trainer, module, "last.nemo")
 
 
 class ProgressLog(Callback):
@@ -431,7 +432,7 @@ def _pretrain(cfg: DictConfig, out: Path, t0: float, extra: list[Callback]) -> P
         trainer.fit(module, datamodule=data, ckpt_path=str(ckpt_path) if ckpt_path else None)
     # the final .nemo carries this session's config (a resumed run with nothing left to do
     # skips the training loop and its end-of-training hooks)
-    export._write(trainer, module, "last.nemo")
+    export.write(trainer, module, "last.nemo")
     metrics = trainer.callback_metrics
 
     def get(name):
