@@ -116,12 +116,13 @@ def _pool_job(job: dict) -> dict:
         audio = effects.to_int16(effects.normalize_level(x, rng.uniform(-35.0, -18.0), power))
         path = Path(ctx.out, item["file"])
         dur = _write_wav(path, audio)
+        sentences = [normalize_sentence(t) for t in item["texts"]]
         records.append(
             {
                 "audio_filepath": item["final"],
                 "duration": dur,
-                "text": " ".join(normalize_sentence(t) for t in item["texts"]),
-                "sentences": [normalize_sentence(t) for t in item["texts"]],
+                "text": " ".join(sentences),
+                "sentences": sentences,
                 "speaker": asr_speaker_id(spk),
             }
         )
@@ -138,6 +139,7 @@ def _speech_end(x: np.ndarray) -> int:
 
 
 def _plan(corpus: Path, hours: float, seed: int, final: Path):
+    """(corpus seed, size config, the planned utterances: part, index, speaker, texts, paths)."""
     size, corpus_seed = _corpus_info(corpus)
     cfg = SIZES[size]
     pools = assign_pools(cfg.speakers, cfg.babble_speakers, corpus_seed)
@@ -175,7 +177,7 @@ def _plan(corpus: Path, hours: float, seed: int, final: Path):
                 }
             )
             pos += int(per_utt[i])
-    return size, corpus_seed, cfg, pools, items
+    return corpus_seed, cfg, items
 
 
 def make_pool(
@@ -198,7 +200,7 @@ def make_pool(
     with _locked(final.with_name(final.name + ".lock")):
         if (final / "pool.json").is_file():
             return final
-        size, corpus_seed, cfg, pools, items = _plan(corpus, hours, seed, final)
+        corpus_seed, cfg, items = _plan(corpus, hours, seed, final)
         speakers = make_speakers(sum(cfg.speakers) + cfg.babble_speakers, corpus_seed)
         build_then_replace(
             final,
