@@ -42,3 +42,18 @@ def model_and_audio_arguments(ap) -> None:
         help="use the clean pretraining pool of HOURS instead: its eval part (test speakers, "
         "fresh sentences) as held-out audio, its train part as the reference",
     )
+
+
+def parse_with_threads_and_json(ap):
+    """Add ``--threads`` and ``--json``, parse, and apply ``--threads`` (torch intra-op
+    threads) before anything runs."""
+    from pathlib import Path
+
+    import torch
+
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return args

@@ -20,10 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from _measure import parse_with_threads_and_json
 from nestbench.tasks.sv.probe import fit_probe, pool_stats
 
 from nestbench.audio import collate_audio, load_item
@@ -100,11 +100,7 @@ def main() -> None:
         "--encoders", nargs="+", default=["nest-embedded", "nest-embedded-random", "fbank"]
     )
     ap.add_argument("--corpus-size", default="default", choices=["tiny", "small", "default"])
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--json", type=Path, default=None)
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_with_threads_and_json(ap)
     results = []
     for spec in args.encoders:
         r = probe(spec, args.corpus_size)

@@ -17,10 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import random
-from pathlib import Path
 
 import torch
-from _measure import shipped_or
+from _measure import parse_with_threads_and_json, shipped_or
 
 from nestbench.audio import collate_audio, load_item
 from nestbench.data.pool import pool_records
@@ -86,11 +85,7 @@ def main() -> None:
     ap.add_argument("--train-utts", type=int, default=600)
     ap.add_argument("--gaps", type=int, nargs="+", default=[1, 3, 5], help="masked steps (odd)")
     ap.add_argument("--classes", type=int, nargs="+", default=[256, 64])
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--json", type=Path, default=None)
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_with_threads_and_json(ap)
     args.model = shipped_or(args.model)
     model = load_nest(args.model).eval()
     pool = embedded_pool(args.corpus_size, args.pool)

@@ -23,10 +23,9 @@ import argparse
 import json
 import math
 import random
-from pathlib import Path
 
 import torch
-from _measure import model_and_audio_arguments, shipped_or
+from _measure import model_and_audio_arguments, parse_with_threads_and_json, shipped_or
 
 from nestbench.audio import collate_audio, load_item
 from nestbench.data.pool import pool_manifest
@@ -51,11 +50,7 @@ def main() -> None:
     ap.add_argument("--segments", type=int, default=200)
     ap.add_argument("--classes", type=int, nargs="+", default=[2048, 512, 128, 32])
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--json", type=Path, default=None)
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_with_threads_and_json(ap)
     args.model = shipped_or(args.model)
     model = load_nest(args.model).eval()
     manifests = (

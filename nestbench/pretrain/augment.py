@@ -36,6 +36,8 @@ from dataclasses import dataclass
 
 import torch
 
+from nestbench.layers import valid_mask
+
 
 @dataclass
 class AugmentConfig:
@@ -145,7 +147,7 @@ def reverberate_batch(
         h[k, : len(rir)] = rir
     x = audio[rows].double()
     y = torch.fft.irfft(torch.fft.rfft(x, n) * torch.fft.rfft(h, n), n)[:, :s]
-    valid = torch.arange(s, device=audio.device)[None, :] < audio_len[rows, None]
+    valid = valid_mask(audio_len[rows], s, audio.device)
     out = audio.clone()
     out[rows] = (y * valid).to(audio.dtype)
     return out
@@ -155,7 +157,7 @@ def babble_of_batch(audio: torch.Tensor, audio_len: torch.Tensor, talkers: int) 
     """For each row i, the sum of rows i+1, ..., i+talkers (mod B, at most B-1 of them), each
     scaled to unit mean energy over its valid length (zeros past it). Returns [B, S]."""
     b, s = audio.shape
-    valid = torch.arange(s, device=audio.device)[None, :] < audio_len[:, None]
+    valid = valid_mask(audio_len, s, audio.device)
     energy = (audio * valid).pow(2).sum(1) / audio_len.clamp(min=1)
     unit = audio * valid / energy.clamp(min=1e-20).sqrt()[:, None]
     out = torch.zeros_like(audio)
