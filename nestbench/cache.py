@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from nestbench.audio import AudioError, collate_audio, load_item, segment_reader
 from nestbench.encoders.windowed import Chunking, encode_chunks
+from nestbench.lock import file_lock
 from nestbench.sampler import duration_batches
 
 log = logging.getLogger(__name__)
@@ -210,6 +211,7 @@ class FeatureCache:
             os.replace(tmp, ident)
         self._verified: set[Path] = set()
         self.rebuilt = 0
+        self.last_fill = {"items": 0, "audio_seconds": 0.0}
 
     def chunked(self, item: dict) -> bool:
         """Whether ``item`` is long enough to be encoded in windows."""
@@ -266,12 +268,24 @@ class FeatureCache:
         """Compute and store the entries of ``items`` that are missing; returns how many.
 
         The encoder runs in eval mode without gradients over batches of similar length holding at
-        most ``batch_seconds`` of padded audio.
+        most ``batch_seconds`` of padded audio. Processes filling the same items (the runs of a
+        sweep that differ only in seed or head) take turns under a file lock, so the later ones
+        find the entries made and compute nothing. ``last_fill`` holds what this call computed
+        (``items`` and their ``audio_seconds``).
         """
         unique = {self.entry_path(it): it for it in items}  # an item listed twice is computed once
-        todo = self.missing(unique.values())
-        if not todo:
+        self.last_fill = {"items": 0, "audio_seconds": 0.0}
+        if not self.missing(unique.values()):
             return 0
+        name = _digest(sorted(str(p) for p in unique))[:16]
+        with file_lock(self.dir / f".fill-{name}.lock"):
+            todo = self.missing(unique.values())
+            if todo:
+                self._compute(todo, encoder, device, batch_seconds, sample_rate, progress)
+        self.last_fill = {"items": len(todo), "audio_seconds": sum(map(_seconds, todo))}
+        return len(todo)
+
+    def _compute(self, todo, encoder, device, batch_seconds, sample_rate, progress) -> None:
         was_training = encoder.training
         encoder.eval()
         long = [it for it in todo if self.chunked(it)]
@@ -309,7 +323,6 @@ class FeatureCache:
         finally:
             bar.close()
             encoder.train(was_training)
-        return len(todo)
 
     def _select(self, states: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         return states if self.layers is None else tuple(states[i] for i in self.layers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -216,6 +217,100 @@ def pretrain_cmd(config, data, print_config, overrides) -> None:
     if result.val_loss is not None:
         click.echo(f"val_loss {result.val_loss:.4f}  val_acc {result.val_acc:.4f}")
     click.echo(f"model: {result.nemo_path}")
+
+
+class DefaultCommandGroup(Group):
+    """A group whose first argument, when not one of its commands, goes to ``default``
+    (``nestbench sweep FILE`` = ``nestbench sweep start FILE``)."""
+
+    default = "start"
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = [self.default, *args]
+        return super().parse_args(ctx, args)
+
+
+@main.group("sweep", cls=DefaultCommandGroup)
+def sweep_group() -> None:
+    """Run a sweep file (`nestbench sweep configs/sweeps/NAME.yaml`) or show its status
+    (`nestbench sweep status NAME`)."""
+
+
+@sweep_group.command("start", context_settings={"ignore_unknown_options": True})
+@click.argument("sweep_file")
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "slurm", "submitit-local"]),
+    default=None,
+    help="Where runs go (default: the file's executor.name): this machine, SLURM through "
+    "submitit, or submitit's local executor.",
+)
+@click.option("--jobs", type=int, default=None, help="Runs at once with --executor local.")
+@click.argument("overrides", nargs=-1, type=click.UNPROCESSED)
+def sweep_start(sweep_file, executor, jobs, overrides) -> None:
+    """Run (or resume) the sweep SWEEP_FILE (a path, or a name in configs/sweeps/). OVERRIDES:
+    key=value settings of the sweep file (e.g. out=/scratch/runs executor.slurm.partition=gpu).
+    Finished runs are skipped; exits 1 when a run failed."""
+    from nestbench.sweep import run_sweep
+    from nestbench.sweep_config import load_sweep
+
+    extra = list(overrides)
+    if executor:
+        extra.append(f"executor.name={executor}")
+    if jobs is not None:
+        extra.append(f"executor.jobs={jobs}")
+    summary = run_sweep(load_sweep(sweep_file, extra), echo=click.echo)
+    if summary["failed"]:
+        sys.exit(1)
+
+
+@sweep_group.command("status")
+@click.argument("name")
+@click.option("--out", default=None, help="The sweep's out folder (default: the file's, or runs).")
+def sweep_status_cmd(name, out) -> None:
+    """Done / running / failed / left runs of sweep NAME (a name or a sweep file), with times."""
+    from nestbench.sweep import format_status, sweep_dir, sweep_status
+    from nestbench.sweep_config import load_sweep, sweep_path
+
+    sweep_name, sweep_out = Path(name).stem, out or "runs"
+    if sweep_path(name).is_file():
+        cfg = load_sweep(name)
+        sweep_name, sweep_out = cfg.name, out or cfg.out
+    click.echo(format_status(sweep_name, sweep_status(sweep_dir(sweep_out, sweep_name))))
+
+
+@main.command("leaderboard")
+@click.argument("result_dirs", nargs=-1, type=click.Path())
+@click.option(
+    "--format", "fmt", type=click.Choice(["md", "csv", "json", "html"]), default="md",
+    show_default=True, help="Output format (html: one self-contained page).",
+)  # fmt: skip
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write to this file.")
+@click.option(
+    "--plots",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder for the layer-weight PNGs (md and html; default: plots/ beside --out).",
+)
+@click.option(
+    "--resamples", type=int, default=2000, show_default=True,
+    help="Bootstrap resamples of the paired tests.",
+)  # fmt: skip
+def leaderboard_cmd(result_dirs, fmt, out, plots, resamples) -> None:
+    """Tables of the runs under RESULT_DIRS (default: runs): per task and eval split, mean +- std
+    over seeds with 95% intervals, paired tests, the SUPERB-style score and costs."""
+    from nestbench.leaderboard import render
+
+    if plots is None and out is not None:
+        plots = str(Path(out).parent / "plots")
+    text, lb = render(result_dirs or ["runs"], fmt, out, plots, n_resamples=resamples)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        click.echo(f"leaderboard of {sum(len(r.runs) for r in lb.rows)} runs: {out}")
+    for p in lb.problems:
+        click.echo(f"note: {p}", err=True)
 
 
 from nestbench.data.cli import data  # noqa: E402  (the `nestbench data` group)

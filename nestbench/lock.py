@@ -4,6 +4,8 @@
 when the process ends, even when it is killed) and writes the holder's pid and host into it. A
 second run of the same config finds the lock taken and waits up to ``wait`` seconds for the
 first to finish (then sees its result), or stops with :class:`RunInProgress` naming the holder.
+:func:`file_lock` waits for its turn without a limit (the feature cache's fills); :func:`is_locked`
+tells whether a process holds a folder's lock now (``nestbench sweep status``: running or not).
 """
 
 from __future__ import annotations
@@ -49,3 +51,30 @@ def run_lock(run_dir: Path, wait: float = 0.0, poll: float = 1.0) -> Iterator[No
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive ``fcntl`` lock on ``path``, waiting as long as another process holds it."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def is_locked(run_dir: Path) -> bool:
+    """Whether a live process holds ``<run_dir>/.lock`` (:func:`run_lock`)."""
+    path = Path(run_dir) / ".lock"
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False

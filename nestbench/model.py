@@ -26,7 +26,8 @@ from torch import nn
 from nestbench.encoders import windowed
 from nestbench.encoders.windowed import Chunking
 from nestbench.featurizer import Featurizer
-from nestbench.metrics.base import as_score_dict
+from nestbench.metrics.base import Score, as_score_dict
+from nestbench.metrics.paired import items_file, write_items
 
 
 class DownstreamModel(L.LightningModule):
@@ -41,7 +42,8 @@ class DownstreamModel(L.LightningModule):
         the ``index`` field of the validation batches).
     cache_layers: hidden-state indices the featurizer takes when the encoder runs live (the
         cached layer selection), None for all.
-    out_dir: where eval splits (not dev) write their predictions (global rank 0 only).
+    out_dir: where eval splits (not dev) write their predictions and per-item metric
+        components (``<split>_items.json``; global rank 0 only).
     """
 
     def __init__(
@@ -70,6 +72,8 @@ class DownstreamModel(L.LightningModule):
         self.tuning = False
         self.tuned: dict = {}
         self.split_metrics: dict[str, dict[str, dict]] = {}
+        #: artifact name -> file (relative to out_dir) of the per-item files written
+        self.item_files: dict[str, str] = {}
         self._outputs: dict[int, object] = {}
 
     # Keep a frozen encoder in eval mode whatever Lightning asks (no dropout, fixed BatchNorm).
@@ -168,6 +172,10 @@ class DownstreamModel(L.LightningModule):
         write = split != self.task.dev_split and self.trainer.is_global_zero
         raw = self.task.evaluate(split, examples, outputs, self.out_dir if write else None)
         scores = {k: as_score_dict(v) for k, v in raw.items()}
+        items = {k: v.items for k, v in raw.items() if isinstance(v, Score) and v.items is not None}
+        if write and items and self.out_dir is not None:
+            write_items(Path(self.out_dir) / items_file(split), split, items)
+            self.item_files[f"{split}_items"] = items_file(split)
         self.split_metrics[split] = scores
         if split == self.task.dev_split and self.trainer.state.fn == "fit":
             values = {k: v["value"] for k, v in scores.items()}

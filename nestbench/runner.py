@@ -185,6 +185,7 @@ class TaskData(L.LightningDataModule):
                 chunking=chunking(cfg),
             )
         self.cache_seconds: float | None = None
+        self.cache_audio_seconds = 0.0  # audio this run encoded into the cache
         self._filled = False
 
     def prepare_data(self) -> None:
@@ -203,6 +204,7 @@ class TaskData(L.LightningDataModule):
         self.encoder.cpu()
         self._filled = True
         self.cache_seconds = time.perf_counter() - t
+        self.cache_audio_seconds = float(self.cache.last_fill["audio_seconds"])
         log.info(
             "feature cache %s: %d of %d examples computed", self.cache.dir, computed, len(items)
         )
@@ -414,6 +416,7 @@ class Run:
         self.timings["train"] = time.perf_counter() - t - (data.cache_seconds or 0.0)
         if data.cache_seconds is not None:
             self.timings["cache"] = data.cache_seconds
+            self.timings["cache_audio"] = data.cache_audio_seconds
         trainer.strategy.barrier()
         self.checkpoint = ckpt.best_model_path or None
         if self.checkpoint:
@@ -466,13 +469,14 @@ class Run:
                 "num_layers": enc.num_layers,
                 "hidden_size": enc.hidden_size,
                 "frame_shift": enc.frame_shift,
+                "parameters": sum(p.numel() for p in enc.parameters()),
                 "identity": enc.identity(),
             },
             data=str(self.data_dir),
             inputs=self.inputs,
             cache=str(data.cache.dir) if data.cache else None,
             checkpoint=self.checkpoint,
-            artifacts=self.task.artifacts(),
+            artifacts={**self.task.artifacts(), **model.item_files},
             tuned=model.tuned,
             timings_s={k: round(v, 2) for k, v in self.timings.items()},
             config=OmegaConf.to_container(cfg, resolve=True),

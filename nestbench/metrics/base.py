@@ -8,23 +8,83 @@ same place: :meth:`ItemMetric.score`. Metrics that are not sums (SV's EER over t
 :func:`bootstrap_interval` their own statistic of item weights.
 
 A reported metric is a :class:`Score`: ``{"value": v, "ci95": [lo, hi]}`` (no ``ci95`` where no
-interval is defined).
+interval is defined). A Score made by a metric also carries its :class:`ItemRows` (the per-item
+components and the metric that sums them), which a run stores beside its result
+(``<split>_items.json``), so a reader can recompute the value and test two runs on the same
+items against each other (:mod:`nestbench.metrics.paired`).
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 
 @dataclass(frozen=True)
+class ItemRows:
+    """The per-item data a metric value is computed from.
+
+    ``rows`` [N, K] holds the components (``components``, K names) of the N items (utterances,
+    sessions, recordings, trials); ``metric`` is the ``module:Class`` of the :class:`ItemMetric`
+    that turns them into the value, which is then multiplied by ``scale``.
+    """
+
+    metric: str
+    components: tuple[str, ...]
+    rows: np.ndarray
+    scale: float = 1.0
+
+    def metric_class(self) -> type[ItemMetric]:
+        return metric_class(self.metric)
+
+    def resampled(self, weights: np.ndarray) -> np.ndarray:
+        """[R] the metric (times ``scale``) on each row of item multiplicities ``weights`` [R, N]."""
+        return self.metric_class().weighted(self.rows, np.atleast_2d(weights)) * self.scale
+
+    def value(self) -> float:
+        return float(self.resampled(np.ones((1, len(self.rows))))[0])
+
+    def strata(self) -> np.ndarray | None:
+        """[N] labels a bootstrap must resample separately (SV: target / non-target), or None."""
+        return self.metric_class().strata(self.rows)
+
+    def to_dict(self) -> dict:
+        return {
+            "metric": self.metric,
+            "components": list(self.components),
+            "scale": self.scale,
+            "rows": np.asarray(self.rows).tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ItemRows:
+        rows = np.asarray(data["rows"], dtype=np.float64).reshape(-1, len(data["components"]))
+        return cls(str(data["metric"]), tuple(data["components"]), rows, float(data["scale"]))
+
+
+def metric_class(path: str) -> type[ItemMetric]:
+    """The :class:`ItemMetric` subclass named ``module:Class`` (ValueError otherwise)."""
+    module, _, name = str(path).partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise ValueError(f"metric {path!r}: not importable ({e})") from e
+    if not (isinstance(cls, type) and issubclass(cls, ItemMetric)):
+        raise ValueError(f"metric {path!r}: not an ItemMetric")
+    return cls
+
+
+@dataclass(frozen=True)
 class Score:
-    """One reported metric value, with its 95% interval when one is defined."""
+    """One reported metric value, with its 95% interval when one is defined, and the per-item
+    data it came from when a metric made it (not part of the stored value)."""
 
     value: float
     ci95: tuple[float, float] | None = None
+    items: ItemRows | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict:
         out: dict = {"value": self.value}
@@ -34,7 +94,10 @@ class Score:
 
     def scaled(self, factor: float) -> Score:
         ci = None if self.ci95 is None else (self.ci95[0] * factor, self.ci95[1] * factor)
-        return Score(self.value * factor, ci)
+        items = self.items
+        if items is not None:
+            items = ItemRows(items.metric, items.components, items.rows, items.scale * factor)
+        return Score(self.value * factor, ci, items)
 
 
 def as_score_dict(value) -> dict:
@@ -151,23 +214,41 @@ class ItemMetric:
     def compute(self, totals: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    @classmethod
+    def weighted(cls, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """[R] the metric of items ``rows`` [N, K] counted ``weights`` [R, N] times (a sum of
+        components by default; metrics that are not sums override it)."""
+        return cls().compute(weights @ rows)
+
+    @classmethod
+    def strata(cls, rows: np.ndarray) -> np.ndarray | None:
+        """[N] strata a bootstrap keeps the sizes of (None: resample all items together)."""
+        return None
+
     def value(self) -> float:
-        return float(self.compute(self.matrix().sum(axis=0)))
+        return float(self.weighted(self.matrix(), np.ones((1, len(self))))[0])
 
     def interval(
         self, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0
     ) -> tuple[float, float]:
         m = self.matrix()
         return bootstrap_interval(
-            lambda w: self.compute(w @ m), len(m), n_resamples, confidence, seed
+            lambda w: self.weighted(m, w), len(m), n_resamples, confidence, seed, self.strata(m)
+        )
+
+    def item_rows(self, scale: float = 1.0) -> ItemRows:
+        cls = type(self)
+        return ItemRows(
+            f"{cls.__module__}:{cls.__qualname__}", self.components, self.matrix(), scale
         )
 
     def score(self, n_resamples: int = 1000, scale: float = 1.0, seed: int = 0) -> Score:
-        """The value and its bootstrap interval (``n_resamples=0``: no interval), times ``scale``."""
+        """The value and its bootstrap interval (``n_resamples=0``: no interval), times ``scale``,
+        carrying its :class:`ItemRows`."""
         if not self.rows:
             raise ValueError(f"{type(self).__name__}: no items to score")
         ci = self.interval(n_resamples, seed=seed) if n_resamples > 0 else None
-        return Score(self.value(), ci).scaled(scale)
+        return Score(self.value(), ci, self.item_rows()).scaled(scale)
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:

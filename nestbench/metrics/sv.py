@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nestbench.metrics.base import bootstrap_interval
+from nestbench.metrics.base import ItemMetric, ItemRows, Score, bootstrap_interval
 
 
 def _as_arrays(scores, labels) -> tuple[np.ndarray, np.ndarray]:
@@ -119,6 +119,34 @@ def bootstrap_eer(
         return _eer_from_rates(fp / fp[:, -1:], 1.0 - tp / tp[:, -1:])
 
     return bootstrap_interval(statistic, s.size, n_resamples, confidence, seed, strata=y)
+
+
+class TrialEER(ItemMetric):
+    """The EER of trials (items: ``score`` and ``target`` 1/0) as an :class:`ItemMetric`, so the
+    paired tests of :mod:`nestbench.metrics.paired` treat it like the summed metrics. Not a sum:
+    :meth:`weighted` computes the ROC of each resample; resamples keep the target / non-target
+    counts (``strata``)."""
+
+    components = ("score", "target")
+
+    @classmethod
+    def weighted(cls, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.float64)
+        tp, fp, _ = _roc_counts(rows[:, 0], rows[:, 1] > 0.5, np.atleast_2d(weights))
+        return _eer_from_rates(fp / fp[:, -1:], 1.0 - tp / tp[:, -1:])
+
+    @classmethod
+    def strata(cls, rows: np.ndarray) -> np.ndarray:
+        return (np.asarray(rows)[:, 1] > 0.5).astype(int)
+
+
+def eer_score(scores, labels, n_resamples: int = 1000, seed: int = 0) -> Score:
+    """The EER in percent with its bootstrap interval (``n_resamples=0``: none) and its trials."""
+    s, y = _as_arrays(scores, labels)
+    ci = bootstrap_eer(s, y, n_resamples=n_resamples, seed=seed) if n_resamples > 0 else None
+    cls = TrialEER
+    items = ItemRows(f"{cls.__module__}:{cls.__qualname__}", cls.components, np.c_[s, y])
+    return Score(eer(s, y), ci, items).scaled(100)
 
 
 def cosine_scores(enroll: np.ndarray, test: np.ndarray) -> np.ndarray:
