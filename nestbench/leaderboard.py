@@ -485,7 +485,7 @@ def _md_table(head: list[str], rows: list[list[str]]) -> str:
 
 def to_markdown(board: dict, plots: dict[str, str] | None = None) -> str:
     out = ["# Leaderboard", ""]
-    if board["superb"]:
+    if any(s["score"] is not None for s in board["superb"]):
         out += ["## SUPERB-style score", ""]
         out.append(
             "Each task's primary metric rescaled between `fbank` frozen (0) and the task's best "
@@ -620,7 +620,7 @@ def to_html(board: dict, plots: dict[str, Path] | None = None) -> str:
     """A self-contained page: sortable tables (click a header) and the plots inlined."""
     e = html.escape
     parts = ["<h1>nestbench leaderboard</h1>"]
-    if board["superb"]:
+    if any(s["score"] is not None for s in board["superb"]):
         tasks = sorted({t for s in board["superb"] for t in s["tasks"]})
         rows = [
             [s["row"], _fmt(s["score"], 0), *(_fmt(s["per_task"].get(t), 0) for t in tasks),
