@@ -249,6 +249,7 @@ def test_a_trained_head_beats_an_untrained_one(tmp_path, ctc_data):
         "units": "units.model",
         "data_report": "asr_data.json",
         "test_predictions": "test_predictions.json",
+        "test_items": "test_items.json",  # per-item WER/CER components (paired tests)
     }
     preds = read_manifest(run_dir / "test_predictions.json")
     assert len(preds) == 12 and all("pred_text" in p and "text" in p for p in preds)

@@ -250,3 +250,36 @@ def test_a_missing_rttm_file_id_names_the_manifest_record(tmp_path):
     rttm.write_text(rttm.read_text().replace("dev-s0", "other"))
     with pytest.raises(TaskError, match=r"dev_manifest.json: record 1: .* no turns of file id"):
         _diar_run(tmp_path, data, epochs=1)
+
+
+def test_the_head_runs_on_pooled_frames_and_answers_at_the_encoder_rate():
+    """fbank's 10 ms frames reach the diarization head averaged by 8 (ASR: by 4); each head
+    output stands for the frames it averaged, so targets and stitching keep the encoder rate."""
+    import torch
+
+    from nestbench.config import resolve_run_config
+    from nestbench.layers import frame_pool
+    from nestbench.task import EncoderInfo, get_task
+
+    fbank = EncoderInfo("fbank", 16000, 160, 80, 0, 1)
+    nest = EncoderInfo("nest", 16000, 1280, 16, 2, 3)
+    task = get_task("diar")(resolve_run_config("diar", []))
+    task.info = fbank
+    assert task.pool == 8
+    head = task.build_head(fbank).eval()
+    x, lengths = torch.randn(2, 83, 80), torch.tensor([83, 50])
+    logits = task._logits(head, x, lengths)
+    assert logits.shape == (2, 83, 4)
+    pooled = head(*frame_pool(x, lengths, 8))
+    assert torch.equal(logits[:, ::8], pooled) and torch.equal(logits[:, 7], pooled[:, 0])
+    task.info = nest
+    assert task.pool == 1
+    asr = get_task("asr")(resolve_run_config("asr", []))
+    asr.info = fbank
+    assert (asr.pool, asr.upsample) == (4, 1)
+    asr.info = nest
+    assert (asr.pool, asr.upsample) == (1, 2)
+    bad = get_task("diar")(resolve_run_config("diar", ["diar.frame_pool=9"]))
+    bad.info = fbank
+    with pytest.raises(TaskError, match="diar.frame_pool"):
+        bad.pool

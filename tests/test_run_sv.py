@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from nestbench.cli import main
 from nestbench.config import ConfigError
+from nestbench.metrics.paired import read_items
 from nestbench.runner import run
 from nestbench.task import TaskError
 from tests import toy_encoders
@@ -77,7 +78,9 @@ def test_frozen_cache_used_once_across_epochs_and_seeds(tmp_path, sv_data):
     assert {"result.json", "test_scores.txt", "run.log", "config.yaml"} <= files
     saved = json.loads(r.result_path.read_text())
     assert saved["schema"] == 1 and saved["eval_splits"] == ["test"]
-    assert saved["artifacts"] == {"test_scores": "test_scores.txt"}
+    assert saved["artifacts"] == {"test_scores": "test_scores.txt", "test_items": "test_items.json"}
+    trials = read_items(r.dir / "test_items.json")["eer"]  # the trials the EER is computed from
+    assert trials.value() == pytest.approx(saved["metrics"]["test"]["eer"]["value"])
     for key in (
         "task",
         "encoder",

@@ -13,7 +13,9 @@ sessions). A record with ``offset``/``duration`` is that stretch of its file.
 - **Training**: random crops of ``diar.train_seconds`` from windows of twice that length taken
   every ``train_seconds`` (so any stretch of a session can be drawn, and memory is bounded by the
   window), ``diar.crops_per_window`` of them per window and epoch; targets [T, S] from the RTTM
-  at the encoder's frame rate (a frame is active where its centre is inside a turn). Loss
+  at the encoder's frame rate (a frame is active where its centre is inside a turn); the head
+  runs on frames averaged to about 80 ms (``diar.frame_pool``, ``auto``: fbank's 10 ms by 8,
+  NEST's 80 ms as they are), each output standing for the frames it averaged. Loss
   (``diar.loss``): ``hybrid`` (Sortformer: 0.5 arrival-sorted BCE + 0.5 PIT BCE), ``pit`` or
   ``sorted`` (``tasks/diar/losses.py``).
 - **Inference** on sessions of any length: windows of ``diar.window_seconds`` every
@@ -49,6 +51,7 @@ from nestbench.config import spec
 from nestbench.data.layout import find_manifest
 from nestbench.data.manifest import atomic_write_text
 from nestbench.data.rttm import Segment, UEMRegion, read_rttm, read_uem, write_rttm
+from nestbench.layers import frame_pool, pool_factor
 from nestbench.metrics.diar import (
     COLLARS,
     DiarizationError,
@@ -70,6 +73,7 @@ class DiarConfig:
     """``cfg.diar`` (values: configs/tasks/diar.yaml)."""
 
     head: str = spec(choices=tuple(PRESETS))
+    frame_pool: str | int = spec()
     model: str | None = spec(choices=("bilstm", "lstm", "transformer"))
     proj_dim: int | None = spec(min=0)
     hidden_size: int | None = spec(min=1)
@@ -267,9 +271,24 @@ class DiarTask(Task):
             y[i, : t.shape[0]] = torch.from_numpy(t)
         return y, lens
 
+    @property
+    def pool(self) -> int:
+        """``diar.frame_pool`` as a factor (auto: frames shorter than 80 ms averaged to ~80 ms)."""
+        try:
+            return pool_factor(self.opts.frame_pool, self.info.frame_rate, 0.08, "diar.frame_pool")
+        except ValueError as e:
+            raise TaskError(str(e)) from None
+
+    def _logits(self, head: DiarHead, x, lengths) -> torch.Tensor:
+        """[B, T, S] logits at the encoder's frame rate: the head runs on frames averaged in
+        runs of ``pool`` and each of its outputs stands for the frames it averaged."""
+        f = self.pool
+        logits = head(*frame_pool(x, lengths, f))
+        return logits if f == 1 else logits.repeat_interleave(f, dim=1)[:, : x.shape[1]]
+
     def loss(self, head: DiarHead, x, lengths, targets) -> torch.Tensor:
         y, ylens = targets
-        logits = head(x, lengths).float()  # the S x S BCE matrix in float32 under bf16
+        logits = self._logits(head, x, lengths).float()  # the S x S BCE in float32 under bf16
         t = min(logits.shape[1], y.shape[1])  # an encoder may round a frame off
         valid = torch.minimum(lengths.to(ylens.device), ylens).clamp(max=t)
         return diarization_loss(
@@ -277,7 +296,7 @@ class DiarTask(Task):
         )
 
     def predict(self, head: DiarHead, x, lengths) -> list[np.ndarray]:
-        probs = torch.sigmoid(head(x, lengths).float()).cpu().numpy()
+        probs = torch.sigmoid(self._logits(head, x, lengths).float()).cpu().numpy()
         return [p[: int(n)] for p, n in zip(probs, lengths.tolist(), strict=True)]
 
     # -- scoring ---------------------------------------------------------------------------

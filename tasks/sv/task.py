@@ -32,7 +32,7 @@ from nestbench.data.layout import find_manifest, find_trials
 from nestbench.data.manifest import atomic_write_text
 from nestbench.data.trials import TrialResolver, read_trials
 from nestbench.metrics.base import Score
-from nestbench.metrics.sv import as_norm, bootstrap_eer, cosine_scores, eer, min_dcf
+from nestbench.metrics.sv import as_norm, cosine_scores, eer, eer_score, min_dcf
 from nestbench.task import EncoderInfo, Task, TaskError
 from nestbench.windows import cut_windows
 
@@ -192,9 +192,7 @@ class SVTask(Task):
         return cosine_scores(e, t), labels, e, t
 
     def _eer(self, scores, labels) -> Score:
-        n = self.opts.bootstrap
-        ci = bootstrap_eer(scores, labels, n_resamples=n) if n > 0 else None
-        return Score(eer(scores, labels), ci).scaled(100)
+        return eer_score(scores, labels, n_resamples=self.opts.bootstrap)
 
     def evaluate(self, split: str, examples: list[dict], outputs: list, out_dir=None) -> dict:
         scores, labels, e, t = self._trial_arrays(split, examples, outputs)
