@@ -282,4 +282,4 @@ def test_the_head_runs_on_pooled_frames_and_answers_at_the_encoder_rate():
     bad = get_task("diar")(resolve_run_config("diar", ["diar.frame_pool=9"]))
     bad.info = fbank
     with pytest.raises(TaskError, match="diar.frame_pool"):
-        bad.pool
+        _ = bad.pool
