@@ -1,5 +1,5 @@
 # The two commands of the README. Both create or reuse .venv first (scripts/venv.sh).
-.PHONY: run test lint venv
+.PHONY: run test lint venv benchmark leaderboard
 
 venv:
 	@bash scripts/venv.sh
@@ -14,3 +14,13 @@ test: venv
 
 lint: venv
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+# The committed embedded benchmark (configs/sweeps/embedded.yaml): resumable, then the tables.
+benchmark: venv
+	.venv/bin/nestbench sweep embedded
+	$(MAKE) leaderboard
+
+leaderboard: venv
+	.venv/bin/nestbench leaderboard results/runs --out results/LEADERBOARD.md
+	.venv/bin/nestbench leaderboard results/runs --format html --out results/leaderboard.html
+	.venv/bin/nestbench leaderboard results/runs --format csv --out results/leaderboard.csv

@@ -164,9 +164,10 @@ def find_results(paths: Iterable[str | Path]) -> list[Path]:
     return found
 
 
-def _not_chosen(paths: Iterable[Path]) -> tuple[set[Path], list[str]]:
-    """Run folders of learning-rate points a sweep under ``paths`` did not choose."""
-    dropped: set[Path] = set()
+def _not_chosen(paths: Iterable[Path]) -> tuple[set[str], list[str]]:
+    """Run ids of the learning-rate points a sweep under ``paths`` did not choose (by id, so
+    moved or copied results still match)."""
+    dropped: set[str] = set()
     notes = []
     for p in map(Path, paths):
         if not p.is_dir():
@@ -180,7 +181,7 @@ def _not_chosen(paths: Iterable[Path]) -> tuple[set[Path], list[str]]:
             for group, choice in search.items():
                 for point in choice.get("points", []):
                     if point.get("run_dir") and point.get("lr") != choice.get("chosen"):
-                        dropped.add(Path(point["run_dir"]).resolve())
+                        dropped.add(Path(point["run_dir"]).name)  # the run id
                 if choice.get("chosen") is not None:
                     notes.append(
                         f"{group}: learning rate {choice['chosen']:g} chosen by the sweep's "
@@ -214,7 +215,7 @@ class Leaderboard:
                 problems.append(f"left out: {e}")
                 continue
             every.append(Run(r, f))
-            if f.parent.resolve() in dropped:
+            if r.run_id in dropped:
                 continue
             if r.run_id in by_id:
                 old = by_id[r.run_id]
@@ -247,13 +248,25 @@ class Leaderboard:
                 out[run.result.encoder].append(t["cache"] / t["cache_audio"])
         return {k: float(np.median(v)) for k, v in out.items()}
 
+    def splits(self, task: str) -> list[str]:
+        """The eval splits of a task's rows, in the order they first appear."""
+        out: list[str] = []
+        for row in self.task_rows(task):
+            out += [s for s in row.splits if s not in out]
+        return out
+
     def table(self, task: str, split: str) -> list[dict]:
         rtf = self.feature_rtf()
         out = []
         for row in self.task_rows(task):
             if split not in row.splits:
+                self._problem(f"{task}: {row.name} has no {split} split")
                 continue
-            s = row.stats(split)
+            try:
+                s = row.stats(split)
+            except KeyError as e:
+                self._problem(f"{task}/{split}: {row.name} lacks metric {e}; left out")
+                continue
             out.append({
                 "task": task,
                 "split": split,
@@ -267,15 +280,18 @@ class Leaderboard:
                 "parameters": row.parameters(),
                 "feature_rtf": rtf.get(row.encoder),
             })  # fmt: skip
-        better = (
-            (lambda r: r["mean"]) if out and out[0]["lower_is_better"] else (lambda r: -r["mean"])
-        )
-        return sorted(out, key=better)
+        sign = 1.0 if out and out[0]["lower_is_better"] else -1.0
+        return sorted(out, key=lambda r: (not math.isfinite(r["mean"]), sign * r["mean"]))
 
     def pairs(self, task: str, split: str) -> list[dict]:
         """Paired bootstrap of every two rows of the task and split scored on the same items."""
         rows = [r for r in self.task_rows(task) if split in r.splits]
-        items = {id(r): self._items(r, split) for r in rows}
+        items = {}
+        for r in rows:
+            try:
+                items[id(r)] = self._items(r, split)
+            except ValueError as e:  # a damaged or other-schema per-item file
+                items[id(r)] = str(e)
         out = []
         for i, a in enumerate(rows):
             for b in rows[i + 1 :]:
@@ -283,6 +299,8 @@ class Leaderboard:
                 ia, ib = items[id(a)], items[id(b)]
                 if a.data != b.data:
                     entry["error"] = "scored on different data"
+                elif isinstance(ia, str) or isinstance(ib, str):
+                    entry["error"] = ia if isinstance(ia, str) else ib
                 elif ia is None or ib is None:
                     entry["error"] = "no per-item file"
                 else:
@@ -314,15 +332,29 @@ class Leaderboard:
         per_task: dict[str, dict[str, float]] = {}
         for task in self.tasks():
             rows = self.task_rows(task)
-            split = rows[0].splits[0]
-            means = {r.name: float(np.mean(r.values(split))) for r in rows if split in r.splits}
-            floor = [r.name for r in rows if r.encoder == FLOOR_ENCODER and r.mode == "frozen"]
+            floor = [r for r in rows if r.encoder == FLOOR_ENCODER and r.mode == "frozen"]
             if not floor:
                 self._note(f"SUPERB score: task {task} has no fbank frozen row, not covered")
                 continue
-            lower = rows[0].lower_is_better
+            if len(floor) > 1:
+                self._note(
+                    f"SUPERB score: task {task}: {len(floor)} fbank rows, the first is the floor"
+                )
+            split = floor[0].splits[0]  # the floor's first eval split
+            means = {}
+            for r in rows:
+                try:
+                    m = float(np.mean(r.values(split)))
+                except KeyError:
+                    continue
+                if math.isfinite(m) and r.data == floor[0].data:
+                    means[r.name] = m
+            if floor[0].name not in means:
+                self._note(f"SUPERB score: task {task}: the fbank row has no value, not covered")
+                continue
+            lower = floor[0].lower_is_better
             best = min(means.values()) if lower else max(means.values())
-            f = means[floor[0]]
+            f = means[floor[0].name]
             if best == f:
                 self._note(f"SUPERB score: task {task}: fbank is the best row, not covered")
                 continue
@@ -345,11 +377,15 @@ class Leaderboard:
         if text not in self.notes:
             self.notes.append(text)
 
+    def _problem(self, text: str) -> None:
+        if text not in self.problems:
+            self.problems.append(text)
+
     def to_dict(self) -> dict:
         tables = {
             task: {
                 split: {"rows": self.table(task, split), "pairs": self.pairs(task, split)}
-                for split in self.task_rows(task)[0].splits
+                for split in self.splits(task)
             }
             for task in self.tasks()
         }
@@ -401,6 +437,13 @@ def _group(runs: list[Run], problems: list[str]) -> list[Row]:
             f"{'/'.join(group)}: {len(keys)} configurations (differing in {', '.join(shown[:5])}); "
             "shown as separate rows"
         )
+    names: dict[tuple, list[Row]] = defaultdict(list)
+    for row in rows.values():
+        names[(row.task, row.name)].append(row)
+    for same in names.values():  # labels cut to 3 keys can collide: the digest tells apart
+        if len(same) > 1:
+            for row in same:
+                row.label = f"{row.label}, config {row.variant[:6]}".lstrip(", ")
     _report_grid(list(rows.values()), problems)
     return sorted(rows.values(), key=lambda r: (r.task, r.encoder, r.mode, r.label))
 
@@ -508,7 +551,11 @@ def to_markdown(board: dict, plots: dict[str, str] | None = None) -> str:
             out += [f"## {task}: {r0['metric']} on {split} ({arrow})", ""]
             out += [_md_table(TABLE_HEAD, [_table_cells(r) for r in t["rows"]]), ""]
             if t["pairs"]:
-                out += [f"Paired bootstrap over the {split} items (significant: p < 0.05):", ""]
+                out += [
+                    f"Paired bootstrap over the {split} items (significant: p < 0.05, each "
+                    "pair on its own, no correction for the number of pairs):",
+                    "",
+                ]
                 out += [
                     _md_table(["A", "B", "A - B", "p", "significant"],
                               [_pair_cells(p) for p in t["pairs"]]),
@@ -562,11 +609,12 @@ def layer_plots(lb: Leaderboard, folder: Path) -> dict[str, Path]:
         name = f"{row.task} {row.name}"
         fig, ax = plt.subplots(figsize=(4.5, 2.6), dpi=100)
         x = np.arange(w.shape[1])
+        layers = row.runs[0].result.layer_weights.get("layers") or list(x)
         ax.bar(x, w.mean(0), yerr=w.std(0) if len(w) > 1 else None, color="#4c72b0", capsize=2)
         ax.set_xlabel("layer (0: input of the first block)")
         ax.set_ylabel("softmax weight")
         ax.set_title(f"{row.task}: {row.name} ({len(w)} seed{'s' * (len(w) > 1)})", fontsize=9)
-        ax.set_xticks(x)
+        ax.set_xticks(x, [str(i) for i in layers][: len(x)])
         fig.tight_layout()
         slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
         path = folder / f"layers_{slug}.png"

@@ -20,6 +20,10 @@ from pathlib import Path
 
 from nestbench.errors import UserError
 
+#: how long a run retries a taken lock before it waits ``wait`` or gives up: long enough for
+#: :func:`is_locked`'s momentary probe to let go
+GRACE_SECONDS = 0.5
+
 
 class RunInProgress(UserError):
     """Another process is working in this run folder."""
@@ -32,13 +36,18 @@ def run_lock(run_dir: Path, wait: float = 0.0, poll: float = 1.0) -> Iterator[No
     path = run_dir / ".lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
-        deadline = time.monotonic() + wait
+        start = time.monotonic()
+        deadline = start + wait
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if time.monotonic() >= deadline:
+                now = time.monotonic()
+                if now - start < GRACE_SECONDS:  # a status probe holds it for a moment
+                    time.sleep(0.02)
+                    continue
+                if now >= deadline:
                     holder = Path(path).read_text().strip() or "another process"
                     raise RunInProgress(
                         f"{run_dir}: another nestbench run is working in this folder "
@@ -66,7 +75,8 @@ def file_lock(path: Path) -> Iterator[None]:
 
 
 def is_locked(run_dir: Path) -> bool:
-    """Whether a live process holds ``<run_dir>/.lock`` (:func:`run_lock`)."""
+    """Whether a live process holds ``<run_dir>/.lock`` (:func:`run_lock`): a shared lock is
+    tried and let go at once (a run starting at that moment retries, see :func:`run_lock`)."""
     path = Path(run_dir) / ".lock"
     if not path.exists():
         return False

@@ -32,6 +32,7 @@ import dataclasses
 import importlib
 import json
 import logging
+import math
 import multiprocessing
 import os
 import socket
@@ -88,6 +89,7 @@ def run_cell(job: dict) -> dict:
 
     first = launcher_rank() == 0
     state = {**job["cell"], "run_dir": job.get("run_dir"), "host": socket.gethostname()}
+    state["attempt"] = job.get("attempt")
     state_path = Path(job["state_path"])
     t0 = time.perf_counter()
     state |= {"status": "running", "started_at": _now(), "pid": os.getpid()}
@@ -145,11 +147,7 @@ def execute(cfg: SweepConfig, jobs: list[dict], folder: Path, on_done: Callable[
             on_done(run_cell(job))
         return
     if name == "local":
-        ctx = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
-            futures = {pool.submit(run_cell, job): job for job in jobs}
-            for fut in cf.as_completed(futures):
-                on_done(_outcome(fut.result, futures[fut]))
+        _pool(jobs, n, on_done)
         return
     import submitit
 
@@ -169,10 +167,71 @@ def execute(cfg: SweepConfig, jobs: list[dict], folder: Path, on_done: Callable[
         **({"slurm_partition": s.partition} if s.partition else {}),
         **({"slurm_additional_parameters": dict(s.additional)} if s.additional else {}),
     )
-    submitted = [(ex.submit(run_cell, job), job) for job in jobs]
+    with ex.batch():  # one job array: slurm_array_parallelism bounds how many run at once
+        futures = [ex.submit(run_cell, job) for job in jobs]
+    submitted = list(zip(futures, jobs, strict=True))
     log.info("submitted %d jobs (%s)", len(submitted), ", ".join(j.job_id for j, _ in submitted))
     for job, spec in submitted:
-        on_done(_outcome(job.result, spec))
+        # a job of several tasks (DDP) returns one state per task: the first process's counts
+        on_done(_outcome(lambda job=job: job.results()[0], spec))
+
+
+def _pool(jobs: list[dict], n: int, on_done: Callable[[dict], None]) -> None:
+    """``jobs`` in ``n`` worker processes. A worker that dies (killed, out of memory, a crash in
+    native code) breaks the pool and every run in flight with it: those are retried one at a
+    time, each in a pool of its own, so only the one that kills its worker is recorded as
+    failed; the runs not started go to a new pool."""
+    pending, suspects = list(jobs), []
+    while pending:
+        pending, running = _pool_round(pending, n, on_done)
+        suspects += running
+    for job in suspects:
+        _, died = _pool_round([job], 1, on_done)
+        for dead in died:
+            on_done(_failed(dead, "its worker process died (killed, out of memory or a crash)"))
+
+
+def _pool_round(jobs: list[dict], n: int, on_done) -> tuple[list[dict], list[dict]]:
+    """Run ``jobs`` in one pool; returns (not started, in flight) when the pool broke."""
+    ctx = multiprocessing.get_context("spawn")
+    left = list(jobs)
+    with cf.ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
+        futures = {pool.submit(run_cell, job): job for job in jobs}
+        try:
+            for fut in cf.as_completed(futures):
+                job = futures[fut]
+                on_done(fut.result())
+                left.remove(job)
+        except cf.process.BrokenProcessPool:
+            pass
+    if not left:
+        return [], []
+    waiting, running = [], []
+    for job in left:
+        state = _read_json(Path(job["state_path"])) or {}
+        if state.get("attempt") != job.get("attempt"):  # an earlier sweep's record
+            state = {}
+        if state.get("status") == "running":
+            running.append(job)
+        elif state.get("status") in ("done", "failed") and state.get("finished_at"):
+            on_done(state)  # it finished as the pool broke
+        else:
+            waiting.append(job)
+    return waiting, running
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _failed(job: dict, error: str) -> dict:
+    state = {**job["cell"], "run_dir": job.get("run_dir"), "status": "failed", "error": error}
+    state["finished_at"] = _now()
+    _write_json(Path(job["state_path"]), state)
+    return state
 
 
 def _outcome(result: Callable[[], dict], job: dict) -> dict:
@@ -180,11 +239,7 @@ def _outcome(result: Callable[[], dict], job: dict) -> dict:
     try:
         return result()
     except Exception as e:
-        state = {**job["cell"], "run_dir": job.get("run_dir"), "status": "failed"}
-        state["error"] = f"job died: {type(e).__name__}: {e}".splitlines()[0]
-        state["finished_at"] = _now()
-        _write_json(Path(job["state_path"]), state)
-        return state
+        return _failed(job, f"job died: {type(e).__name__}: {e}".splitlines()[0])
 
 
 # -- the sweep ---------------------------------------------------------------------------------
@@ -213,6 +268,8 @@ class Sweep:
         self.planned: dict[str, Planned] = {}
         self.lr_choice: dict[str, dict] = {}
         self.states: dict[str, dict] = {}
+        #: marks the cell records this invocation writes (an earlier one's are not its own)
+        self.attempt = f"{socket.gethostname()}-{os.getpid()}-{time.time():.0f}"
 
     @property
     def lr_key(self) -> str:
@@ -256,6 +313,7 @@ class Sweep:
             "threads": _threads(self.cfg, jobs),
             "data": self.cfg.data,
             "out": self.cfg.out,
+            "attempt": self.attempt,
         }
 
     def write_plan(self) -> None:
@@ -287,6 +345,13 @@ class Sweep:
                 state["finished_at"] = _now()
                 _write_json(self.state_path(c), state)
                 progress(state)
+            elif p.run_dir is not None and is_locked(p.run_dir):
+                state = {**c.to_dict(), "run_dir": str(p.run_dir), "status": "failed"}
+                state["error"] = (
+                    "another process is running it now (an earlier sweep's job?); "
+                    "start the sweep again when it has finished"
+                )
+                progress(state)  # not written: the cell's own process keeps its state file
             elif p.finished:
                 state = self._read_state(c) or {}
                 if state.get("status") != "done":  # finished by a plain `nestbench run`
@@ -300,10 +365,7 @@ class Sweep:
         execute(self.cfg, [self.job(p, self.cfg.executor.jobs) for p in todo], self.dir, progress)
 
     def _read_state(self, cell: Cell) -> dict | None:
-        try:
-            return json.loads(self.state_path(cell).read_text())
-        except (OSError, json.JSONDecodeError):
-            return None
+        return _read_json(self.state_path(cell))
 
     def choose_lrs(self) -> dict[str, dict]:
         """For each searched group: every point's dev value and the best (first among ties)."""
@@ -320,10 +382,10 @@ class Sweep:
                     r = RunResult.read(p.run_dir / "result.json")
                     entry["dev"] = dev_value(r)
                     entry["dev_metric"] = r.dev_metric or r.primary_metric
-                except (ResultError, AttributeError, TypeError, KeyError, StopIteration):
+                except (ResultError, AttributeError, TypeError, KeyError, IndexError, ValueError):
                     entry["dev"] = None
                 points.append(entry)
-            scored = [e for e in points if e["dev"] is not None]
+            scored = [e for e in points if e["dev"] is not None and math.isfinite(e["dev"])]
             key = "/".join(group[1:2] + group[:1] + group[2:])  # task/encoder/mode
             choice = {"grid": grid, "points": points, "key": self.lr_key, "chosen": None}
             if scored:
@@ -453,7 +515,9 @@ def sweep_status(folder: Path) -> list[dict]:
         status = state.get("status", "left")
         if run_dir and (Path(run_dir) / "result.json").is_file():
             status = "done"
-        elif status == "running" and not (run_dir and is_locked(Path(run_dir))):
+        elif run_dir and is_locked(Path(run_dir)):
+            status = "running"
+        elif status == "running" and not _alive(state.get("pid"), state.get("host")):
             status = "left"  # interrupted
             state["interrupted"] = True
         elif status == "done":  # its result is gone
@@ -469,6 +533,17 @@ def sweep_status(folder: Path) -> list[dict]:
             "run_dir": run_dir,
         })  # fmt: skip
     return rows
+
+
+def _alive(pid, host) -> bool:
+    """Whether process ``pid`` runs on this host (unknown elsewhere: False)."""
+    if not pid or host != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def format_status(name: str, rows: list[dict]) -> str:

@@ -10,6 +10,7 @@ grid on its first seed; the other seeds then run at the best one by the dev metr
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from dataclasses import dataclass, field
@@ -113,7 +114,10 @@ class Cell:
 
     @property
     def slug(self) -> str:
-        return re.sub(r"[^A-Za-z0-9_.=-]+", "_", self.key)
+        """A file name for the cell (the key's digest keeps two specs that differ only in
+        punctuation apart)."""
+        digest = hashlib.sha256(self.key.encode()).hexdigest()[:6]
+        return re.sub(r"[^A-Za-z0-9_.=-]+", "_", self.key)[:120] + f"-{digest}"
 
     def to_dict(self) -> dict:
         return {
@@ -246,6 +250,7 @@ def expand(cfg: SweepConfig) -> tuple[list[Cell], dict[tuple[str, str, str], lis
                         s is not None
                         and s.enabled
                         and mode in s.modes
+                        and s.per_task.get(task, s.grid) is not None
                         and not any(o.split("=")[0] == s.key for o in base[seeds[0]])
                     )
                     if not search:

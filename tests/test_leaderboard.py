@@ -270,3 +270,34 @@ def test_the_html_page_renders_in_headless_chromium(runs, tmp_path):
     assert dom.count("<table") >= 3 and dom.count("<tr>") >= 6
     assert 'data-sorted="desc"' in dom  # the sorting script ran
     assert "toy_utt" in dom and "<img" in dom
+
+
+def test_higher_is_better_rows_other_splits_and_damaged_items_are_handled(tmp_path, runs):
+    for seed in (0, 1):
+        _fake(tmp_path, "slu", "fbank", seed, 20.0, lower=False)
+        _fake(tmp_path, "slu", "x", seed, 60.0, lower=False)
+        _fake(tmp_path, "slu", "y", seed, 40.0, lower=False)
+    odd = _fake(tmp_path, "slu", "z", 0, 30.0, lower=False)
+    data = json.loads((odd / "result.json").read_text())
+    data["metrics"] = {"other": data["metrics"]["test"]}
+    data["eval_splits"] = ["other"]
+    (odd / "result.json").write_text(json.dumps(data))
+    nan = _fake(tmp_path, "slu", "w", 0, float("nan"), lower=False)
+    lb = Leaderboard.from_paths([tmp_path], n_resamples=100)
+    board = lb.to_dict()
+    superb = {s["row"]: s["score"] for s in board["superb"]}
+    assert superb["x frozen"] == pytest.approx(1000.0) and superb["y frozen"] == pytest.approx(
+        500.0
+    )
+    assert superb["fbank frozen"] == pytest.approx(0.0) and superb["w frozen"] is None
+    assert set(board["tables"]["slu"]) == {"test", "other"}
+    order = [r["encoder"] for r in board["tables"]["slu"]["test"]["rows"]]
+    assert order[:3] == ["x", "y", "fbank"] and order[-1] == "w"  # higher first, NaN last
+    assert "slu: z frozen has no test split" in "\n".join(lb.problems)
+    assert nan.exists()
+    # a damaged per-item file: that pair is not tested, the board still renders
+    folder, made = runs
+    (made[("untrained", 0)] / "test_a_items.json").write_text("{not json")
+    board = Leaderboard.from_paths([folder], n_resamples=100).to_dict()
+    errors = [p.get("error", "") for p in board["tables"]["toy_utt"]["test_a"]["pairs"]]
+    assert sum("not a per-item file" in e for e in errors) == 2

@@ -26,6 +26,7 @@ def test_wheel_contents_and_import(tmp_path):
         "nestbench/configs/tasks/diar.yaml",
         "nestbench/tasks/diar/task.py",
         "nestbench/configs/pretrain/embedded.yaml",
+        "nestbench/configs/sweeps/embedded.yaml",
         "nestbench/weights/nest_embedded.nemo",
     ):
         assert path in names, path

@@ -213,3 +213,33 @@ def test_grids_expand_with_cell_overrides_and_search_stages(tmp_path, utt_folder
     s1 = [c for c in cells if c.seed == 1]
     assert all(c.overrides[-1] == "trainer.max_epochs=5" for c in s1)
     assert {c.stage for c in s1 if c.mode == "finetune"} == {2}
+
+
+def test_a_worker_that_dies_fails_its_own_cell_only(tmp_path, utt_folder):
+    path = _sweep_file(tmp_path, utt_folder, seeds=[0, 1], epochs=1)
+    cfg = yaml.safe_load(path.read_text())
+    cfg["grids"][0]["encoders"].append("tests.toy_encoders:dies_on_load")
+    path.write_text(yaml.safe_dump(cfg))
+    summary = run_sweep(load_sweep(str(path), ["executor.jobs=2"]), echo=lambda s: None)
+    failed = {f["key"]: f["error"] for f in summary["failed"]}
+    assert sorted(failed) == [
+        f"toy_utt/tests.toy_encoders:dies_on_load/frozen/s{i}" for i in (0, 1)
+    ]
+    assert all("worker process died" in e for e in failed.values())
+    assert summary["done"] == 2 and len(_results(tmp_path)) == 2
+
+
+def test_a_cell_another_process_is_running_is_left_to_it(tmp_path, utt_folder):
+    from nestbench.lock import run_lock
+    from nestbench.sweep import Sweep
+
+    path = _sweep_file(tmp_path, utt_folder, seeds=[0, 1], epochs=1)
+    cfg = load_sweep(str(path))
+    busy = Sweep(cfg).plan(Sweep(cfg).cells[0]).run_dir
+    with run_lock(busy):  # as a job of an earlier sweep still running would hold it
+        summary = run_sweep(cfg, echo=lambda s: None)
+        rows = {r["key"]: r["status"] for r in sweep_status(sweep_dir(tmp_path / "runs", "toy"))}
+    (failed,) = summary["failed"]
+    assert "another process is running it" in failed["error"]
+    assert summary["done"] == 1 and not (busy / "result.json").exists()
+    assert rows[failed["key"]] == "running"

@@ -123,3 +123,10 @@ class LongestInputEncoder(FramesEncoder):
     def forward(self, wav, wav_lens):
         LongestInputEncoder.longest = max(LongestInputEncoder.longest, int(wav.shape[1]))
         return super().forward(wav, wav_lens)
+
+
+def dies_on_load():
+    """Broken factory that kills its process (a worker dying of out-of-memory or a crash)."""
+    import os
+
+    os._exit(3)

@@ -88,8 +88,8 @@ def paired_bootstrap(
     """Paired bootstrap test of system A (its seeds' ItemRows) against system B.
 
     Every resample draws the N test items with replacement (within strata when the metric has
-    them) and scores both systems on the same draw. p = 2 min(P(d <= 0), P(d >= 0)), capped at
-    1: two identical systems get p = 1. ValueError unless every run scored the same N items.
+    them) and scores both systems on the same draw. p = 2 (min(#(d <= 0), #(d >= 0)) + 1) /
+    (R + 1), capped at 1: two identical systems get p = 1. ValueError unless every run scored the same N items.
     """
     runs = [*a, *b]
     if not a or not b:
@@ -111,6 +111,8 @@ def paired_bootstrap(
     d = d[np.isfinite(d)]
     if d.size == 0:
         return PairedTest(delta, (float("nan"), float("nan")), float("nan"), n, n_resamples)
-    p = min(1.0, 2.0 * min(float(np.mean(d <= 0)), float(np.mean(d >= 0))))
+    # (k + 1) / (R + 1): a finite number of resamples never proves p = 0
+    below, above = int(np.sum(d <= 0)), int(np.sum(d >= 0))
+    p = min(1.0, 2.0 * (min(below, above) + 1) / (d.size + 1))
     low, high = np.quantile(d, [0.025, 0.975])
     return PairedTest(delta, (float(low), float(high)), p, n, n_resamples)
