@@ -56,7 +56,15 @@ def encoders_list() -> None:
     width = max(len(n) for n in regs)
     for name, reg in sorted(regs.items()):
         click.echo(f"{name:<{width}}  {reg.description}")
-    click.echo("\nAlso accepted: a path to a .nemo/.ckpt/state-dict file, or module:callable.")
+    forms = [
+        ("hf:PATH", "a local transformers folder (Wav2Vec2, HuBERT, WavLM, Data2VecAudio)"),
+        ("s3prl:NAME", "an s3prl upstream from a local checkpoint (encoder.kwargs.ckpt=PATH)"),
+        ("PATH", "a .nemo / .ckpt / state-dict file of a NEST or FastConformer"),
+        ("module:callable", "any factory returning an encoder"),
+    ]
+    click.echo("\nSpec forms:")
+    for form, what in forms:
+        click.echo(f"{form:<{width}}  {what}")
 
 
 @encoders.command("check")

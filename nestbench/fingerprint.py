@@ -38,6 +38,18 @@ def file_digest(path: str | Path) -> str:
 def encoder_files(spec: str, kwargs: dict) -> dict[str, str]:
     """``{name: digest}`` of the encoder's spec and keyword values that are existing files."""
     out = {}
+    if str(spec).startswith("hf:"):  # a transformers folder: its config and weight files
+        from nestbench.encoders.hf import HFEncoderError, weight_files
+
+        folder = Path(str(spec)[3:]).expanduser()
+        if folder.is_dir():
+            try:
+                files = weight_files(folder)
+            except HFEncoderError:
+                files = []
+            for f in files:
+                if f.is_file():
+                    out[f"hf/{f.name}"] = file_digest(f)
     for name, value in [("spec", spec), *sorted(kwargs.items())]:
         if isinstance(value, str | os.PathLike) and Path(value).expanduser().is_file():
             out[name] = file_digest(Path(value).expanduser())

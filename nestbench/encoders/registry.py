@@ -120,7 +120,9 @@ def load_encoder(spec: str | nn.Module, **kwargs) -> nn.Module:
     if not isinstance(spec, str) or not spec:
         raise EncoderSpecError(f"encoder spec must be a non-empty string, got {spec!r}")
     registry = available_encoders()
-    if spec in registry:
+    if spec.startswith(("hf:", "s3prl:")):
+        encoder = _prefixed(spec, kwargs)
+    elif spec in registry:
         encoder = registry[spec].factory(**kwargs)
     elif Path(spec).expanduser().is_file():
         from nestbench.encoders.nest import NestEncoder
@@ -137,6 +139,27 @@ def load_encoder(spec: str | nn.Module, **kwargs) -> nn.Module:
         )
     validate_contract(encoder, spec)
     return encoder.eval()
+
+
+def _prefixed(spec: str, kwargs: dict) -> nn.Module:
+    """``hf:PATH`` (a transformers folder) or ``s3prl:NAME`` (an upstream, ``ckpt=`` a file)."""
+    kind, _, rest = spec.partition(":")
+    if not rest:
+        raise EncoderSpecError(
+            f"encoder {spec!r}: expected {kind}:{'PATH' if kind == 'hf' else 'NAME'}"
+        )
+    try:
+        if kind == "hf":
+            from nestbench.encoders.hf import HFEncoder
+
+            return HFEncoder(rest, **kwargs)
+        from nestbench.encoders.s3prl_upstream import S3PRLEncoder
+
+        return S3PRLEncoder(rest, **kwargs)
+    except TypeError as e:
+        raise EncoderSpecError(f"encoder {spec!r}: {e}") from e
+    except ValueError as e:  # HFEncoderError, S3PRLEncoderError
+        raise EncoderSpecError(str(e)) from e
 
 
 def _import_callable(spec: str):
