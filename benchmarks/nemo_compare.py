@@ -157,6 +157,23 @@ def valid_max_diff(a: torch.Tensor, b: torch.Tensor, lengths: torch.Tensor) -> f
     return float(((a.float() - b.float()).abs() * m).max())
 
 
+class NoPacking:
+    """nestbench with its blocks computing the padded steps too (``PACK_PADDING`` off), as
+    before the blocks learnt to skip them: the before of ``--no-packing``."""
+
+    def __init__(self, encoder):
+        self.encoder = encoder
+
+    def __call__(self, wav, lens):
+        from nestbench.encoders import fastconformer
+
+        fastconformer.PACK_PADDING = False
+        try:
+            return self.encoder(wav, lens)
+        finally:
+            fastconformer.PACK_PADDING = True
+
+
 def run_case(impls: dict, batch: int, seconds: float, args) -> dict:
     wav, lens = make_batch(batch, seconds, args.seed)
     nemo_model, nb = impls["nemo"], impls["nestbench"]
@@ -198,6 +215,11 @@ def run_case(impls: dict, batch: int, seconds: float, args) -> dict:
            "ratio_min": best["nemo"] / best["nestbench"],
            "ratio_paired": statistics.median(a / b for a, b in zip(times["nemo"], nb_t, strict=True)),
            **agree}  # fmt: skip
+    if "nestbench_nopack" in med:  # nestbench computing the padding too (before packing)
+        row["ratio_nopack"] = med["nemo"] / med["nestbench_nopack"]
+        row["ratio_nopack_paired"] = statistics.median(
+            a / b for a, b in zip(times["nemo"], times["nestbench_nopack"], strict=True)
+        )
     if "nemo_sdpa" in med:
         row["ratio_sdpa"] = med["nemo_sdpa"] / med["nestbench"]
         row["ratio_sdpa_paired"] = statistics.median(
@@ -217,9 +239,12 @@ def run_case(impls: dict, batch: int, seconds: float, args) -> dict:
 
 def table(rows: list[dict], sdpa: bool) -> str:
     head = ["duration_s", "batch", "nemo_ms", "nestbench_ms", "ratio", "ratio_paired", "ratio_min"]
+    nopack = any("ratio_nopack" in r for r in rows)
     if sdpa:
         head[3:3] = ["nemo_sdpa_ms"]
         head.append("ratio_sdpa")
+    if nopack:
+        head += ["nopack_ms", "ratio_nopack", "nestbench/nemo", "nopack/nemo"]
     head += ["enc_max_abs_diff", "mel_max_abs_diff", "lengths_equal"]
     cells = [head]
     for r in rows:
@@ -231,6 +256,9 @@ def table(rows: list[dict], sdpa: bool) -> str:
               f"{r['ratio_min']:.3f}"]  # fmt: skip
         if sdpa:
             c.append(f"{r['ratio_sdpa']:.3f}")
+        if nopack:
+            c += [f"{m['nestbench_nopack']:.1f}", f"{r['ratio_nopack']:.3f}",
+                  f"{m['nestbench'] / m['nemo']:.3f}", f"{m['nestbench_nopack'] / m['nemo']:.3f}"]  # fmt: skip
         c += [f"{r['enc_max_abs_diff']:.2e}", f"{r['mel_max_abs_diff']:.2e}",
               str(r["mel_len_equal"] and r["enc_len_equal"] and r["shape_equal"])]  # fmt: skip
         cells.append(c)
@@ -252,6 +280,11 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: default)")
     p.add_argument("--generation", choices=["2.4", "2.5"], default=None,
                    help="nestbench preprocessing generation (default: from NeMo's version)")  # fmt: skip
+    p.add_argument(
+        "--no-packing",
+        action="store_true",
+        help="also time nestbench computing the padding too (before/after packing)",
+    )
     p.add_argument("--nemo-sdpa", action="store_true",
                    help="also time NeMo's encoder with use_pytorch_sdpa=True")  # fmt: skip
     p.add_argument("--profile", type=int, default=0, metavar="N",
@@ -277,6 +310,8 @@ def main(argv=None) -> int:
         sdpa.load_state_dict(copy.deepcopy(nemo_model.state_dict()), strict=True)
         impls["nemo_sdpa"] = sdpa.eval()
     impls["nestbench"] = nb
+    if args.no_packing:
+        impls["nestbench_nopack"] = NoPacking(nb)
     n_params = sum(p.numel() for p in nemo_model.encoder.parameters())
     print(f"NeMo {nemo.__version__} (nestbench generation {generation}), torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; NEST-L encoder {n_params:,} parameters; "

@@ -222,3 +222,40 @@ def test_pretrain_step_trains():
     out["loss"].backward()
     assert model.encoder.layers[0].self_attn.linear_q.weight.grad is not None
     assert model.quantizer.proj.weight.grad is None  # frozen
+
+
+def test_blocks_that_skip_the_padding_equal_blocks_that_compute_it():
+    """Packing (the blocks run on the valid steps only) changes nothing on the valid steps: the
+    same hidden states in eval mode and the same gradients in training (dropout off)."""
+    from nestbench.encoders import fastconformer
+
+    torch.manual_seed(0)
+    model = NestModel.from_size("tiny", num_classes=32, dropout=0.0, dropout_att=0.0,
+                                dropout_pre_encoder=0.0)  # fmt: skip
+    wav = 0.1 * torch.randn(3, 24000)
+    lens = torch.tensor([24000, 17000, 9000])
+    wav = wav * (torch.arange(24000)[None] < lens[:, None])
+
+    def run(pack: bool):
+        fastconformer.PACK_PADDING = pack
+        try:
+            model.zero_grad()
+            hidden, out_lens = model(wav, lens)
+            valid = (torch.arange(hidden[0].shape[1])[None] < out_lens[:, None])[..., None]
+            loss = sum((h * valid).pow(2).mean() for h in hidden)
+            loss.backward()
+            grads = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+            return [h * valid for h in hidden], out_lens, grads
+        finally:
+            fastconformer.PACK_PADDING = True
+
+    model.eval()  # BatchNorm on its running statistics; gradients still flow
+    packed, lens_p, grads_p = run(True)
+    plain, lens_u, grads_u = run(False)
+    assert torch.equal(lens_p, lens_u)
+    for a, b in zip(packed, plain, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert grads_p.keys() == grads_u.keys() and grads_p
+    for k in grads_p:
+        torch.testing.assert_close(grads_p[k], grads_u[k], atol=1e-5, rtol=1e-4, msg=k)
+    assert not packed[-1][1, int(lens_p[1]) :].any()
