@@ -248,6 +248,16 @@ class Packing:
         """[B, T, d] -> [N, d]."""
         return x.reshape(self.b * self.t, -1).index_select(0, self.index)
 
+    def key_bias(self, dtype: torch.dtype) -> torch.Tensor:
+        """[B, 1, 1, T] 0 at valid keys, ``MASK_VALUE`` at padded ones (what the valid query
+        rows of NeMo's masked_fill see)."""
+        if getattr(self, "_key_bias", None) is None or self._key_bias.dtype != dtype:
+            valid = torch.zeros(self.b * self.t, dtype=torch.bool, device=self.index.device)
+            valid[self.index] = True
+            bias = torch.zeros(self.b, 1, 1, self.t, dtype=dtype, device=self.index.device)
+            self._key_bias = bias.masked_fill(~valid.view(self.b, 1, 1, self.t), MASK_VALUE)
+        return self._key_bias
+
     def unpack(self, rows: torch.Tensor) -> torch.Tensor:
         """[N, d] -> [B, T, d], zeros at the padding."""
         out = rows.new_zeros(self.b * self.t, rows.shape[-1])
@@ -324,9 +334,12 @@ class RelPositionMultiHeadAttention(nn.Module):
         k, v = self._heads(k), self._heads(v)
         p = self._heads(self.linear_pos(pos_emb))  # [1, H, 2T-1, d_k]
         q_u = (q + self.pos_bias_u.to(q.dtype)).transpose(1, 2)  # [B, H, T, d_k]
-        q_v = (q + self.pos_bias_v.to(q.dtype)).transpose(1, 2)
-        bias = rel_shift(torch.matmul(q_v, p.transpose(-2, -1))) / math.sqrt(self.d_k)
-        if att_mask is not None:
+        # (q + v) p^T / sqrt(d_k), scaled on the small side
+        q_v = ((q + self.pos_bias_v.to(q.dtype)) * (1.0 / math.sqrt(self.d_k))).transpose(1, 2)
+        bias = rel_shift(torch.matmul(q_v, p.transpose(-2, -1)))
+        if packing is not None:  # only valid query rows are kept: mask the padded keys
+            bias = bias + packing.key_bias(bias.dtype)
+        elif att_mask is not None:
             bias = bias.masked_fill(att_mask[:, None], MASK_VALUE)
         out = F.scaled_dot_product_attention(
             q_u, k, v, attn_mask=bias, dropout_p=self.dropout_rate if self.training else 0.0
@@ -419,10 +432,10 @@ class ConformerLayer(nn.Module):
     ) -> torch.Tensor:
         """x: [B, T, d]; pos_emb [1, 2T-1, d]; att_mask [B, T, T]; pad_mask [B, T] -> [B, T, d].
         With ``packing``, x and the result are the [N, d] valid rows (:class:`Packing`)."""
-        x = x + 0.5 * self.dropout(self.feed_forward1(self.norm_feed_forward1(x)))
+        x = torch.add(x, self.dropout(self.feed_forward1(self.norm_feed_forward1(x))), alpha=0.5)
         x = x + self.dropout(self.self_attn(self.norm_self_att(x), pos_emb, att_mask, packing))
         x = x + self.dropout(self.conv(self.norm_conv(x), pad_mask, packing))
-        x = x + 0.5 * self.dropout(self.feed_forward2(self.norm_feed_forward2(x)))
+        x = torch.add(x, self.dropout(self.feed_forward2(self.norm_feed_forward2(x))), alpha=0.5)
         return self.norm_out(x)
 
 
@@ -505,13 +518,16 @@ class FastConformerEncoder(nn.Module):
         x, pos_emb = self.pos_enc(x)
         valid = time_mask(lengths, x.shape[1])  # [B, T']
         pad_mask = ~valid
-        att_mask = ~(valid[:, :, None] & valid[:, None, :])  # [B, T', T'], True = masked
+        padded = bool(pad_mask.any())
         hidden = [x]
         # with padding, the blocks carry only the valid steps (Packing); their outputs are
         # zero at the padding
-        packing = Packing(valid) if PACK_PADDING and bool(pad_mask.any()) else None
+        packing = Packing(valid) if PACK_PADDING and padded else None
+        att_mask = None
         if packing is not None:
             x = packing.pack(x)
+        elif padded:
+            att_mask = ~(valid[:, :, None] & valid[:, None, :])  # [B, T', T'], True = masked
         for layer, drop in zip(self.layers, self.layer_drop_probs, strict=True):
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
                 y = checkpoint(layer, x, pos_emb, att_mask, pad_mask, packing, use_reentrant=False)

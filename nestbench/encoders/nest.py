@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import fastconformer
 from .base import Encoder, EncoderOutput
 from .checkpoint import Checkpoint, CheckpointError, read_checkpoint
 from .fastconformer import NEST_SIZES, FastConformerConfig, FastConformerEncoder
@@ -538,7 +539,16 @@ class NestEncoder(Encoder):
     def forward(self, wav: torch.Tensor, wav_lens: torch.Tensor) -> EncoderOutput:
         """wav: FloatTensor [B, S] at 16 kHz; wav_lens: LongTensor [B] -> EncoderOutput."""
         hidden, lengths = self.model(wav, wav_lens)
-        valid = (
-            torch.arange(hidden[0].shape[1], device=lengths.device)[None, :] < lengths[:, None]
-        )[..., None]
-        return EncoderOutput(tuple(h.masked_fill(~valid, 0.0) for h in hidden), lengths)
+        t = hidden[0].shape[1]
+        if bool((lengths >= t).all()):  # no padding
+            return EncoderOutput(tuple(hidden), lengths)
+        pad = (torch.arange(t, device=lengths.device)[None, :] >= lengths[:, None])[..., None]
+        # the blocks' outputs are zero at the padding already when they skipped it
+        skipped = fastconformer.PACK_PADDING
+        return EncoderOutput(
+            tuple(
+                h.masked_fill(pad, 0.0) if i == 0 or not skipped else h
+                for i, h in enumerate(hidden)
+            ),
+            lengths,
+        )
