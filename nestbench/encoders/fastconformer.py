@@ -171,8 +171,16 @@ class ConvSubsampling(nn.Module):
         each strided conv.
         """
         x = x.unsqueeze(1)  # [B, 1, T, F]
-        if self.masked or mask_lengths is not None:
-            cur = lengths if mask_lengths is None else mask_lengths
+        masked = self.masked or mask_lengths is not None
+        cur = lengths if mask_lengths is None else mask_lengths
+        if (
+            masked
+            and not torch.is_grad_enabled()
+            and x.shape[0] > 1
+            and bool((cur < x.shape[2]).any())
+        ):
+            x = self._each_alone(x, cur)  # the same values, without computing the padding
+        elif masked:
             x = x * time_mask(cur, x.shape[2])[:, None, :, None]
             for layer in self.conv:
                 x = layer(x)
@@ -185,6 +193,22 @@ class ConvSubsampling(nn.Module):
         b, c, t, f = x.shape
         x = self.out(x.transpose(1, 2).reshape(b, t, c * f))
         return x, conv_out_length(lengths, self.num_strided)
+
+    def _each_alone(self, x: torch.Tensor, cur: torch.Tensor) -> torch.Tensor:
+        """x [B, 1, T, F] -> the convolutions' output [B, C, T', F'] computed on each
+        utterance's first ``cur`` steps alone, zeros after. Masked subsampling zeroes the
+        padding before and after every convolution, which is what a convolution's own zero
+        padding gives an unpadded utterance: the same values, without the padded steps' work or
+        the masking passes over the whole batch (inference only)."""
+        t_out = conv_out_length(x.shape[2], self.num_strided)
+        parts = []
+        for i, n in enumerate(cur.tolist()):
+            y = self.conv(x[i : i + 1, :, : int(n)]) if n > 0 else None
+            if y is None:
+                shape = self.conv(x[i : i + 1, :, :1]).shape
+                y = x.new_zeros(1, shape[1], 0, shape[3])
+            parts.append(nn.functional.pad(y, (0, 0, 0, t_out - y.shape[2])))
+        return torch.cat(parts, 0)
 
 
 def relative_positions(length: int, d_model: int, device=None, dtype=None) -> torch.Tensor:
