@@ -36,18 +36,10 @@ from pathlib import Path
 import numpy as np
 
 from nestbench.metrics.paired import items_file, paired_bootstrap, read_items
-from nestbench.result import ResultError, RunResult
+from nestbench.result import NON_RESULT_KEYS, ResultError, RunResult
 
-#: config keys that do not make two runs different rows (the seed, where things are written)
-IGNORED_KEYS = (
-    "seed",
-    "out",
-    "trainer.progress",
-    "trainer.num_workers",
-    "cache.root",
-    "cache.batch_seconds",
-    "cache.enabled",
-)
+#: config keys that do not make two runs different rows: the seed, and what the run id ignores
+IGNORED_KEYS = ("seed", *NON_RESULT_KEYS)
 FLOOR_ENCODER = "fbank"
 FORMATS = ("md", "csv", "json", "html")
 
@@ -520,6 +512,17 @@ def _pair_cells(p: dict) -> list[str]:
     return [p["a"], p["b"], f"{p['delta']:+.2f}", f"{p['p_value']:.3f}", sig]
 
 
+def _superb_table(board: dict) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the SUPERB-style score table."""
+    tasks = sorted({t for s in board["superb"] for t in s["tasks"]})
+    rows = [
+        [s["row"], _fmt(s["score"], 0), *(_fmt(s["per_task"].get(t), 0) for t in tasks),
+         "all" if s["covers_all"] else ", ".join(s["tasks"]) or "none"]
+        for s in board["superb"]
+    ]  # fmt: skip
+    return ["row", "score", *tasks, "covers"], rows
+
+
 def _md_table(head: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
@@ -535,13 +538,7 @@ def to_markdown(board: dict, plots: dict[str, str] | None = None) -> str:
             "row (1), error metrics flipped, averaged over the tasks the row covers, x 1000."
         )
         out.append("")
-        tasks = sorted({t for s in board["superb"] for t in s["tasks"]})
-        rows = [
-            [s["row"], _fmt(s["score"], 0), *(_fmt(s["per_task"].get(t), 0) for t in tasks),
-             "all" if s["covers_all"] else ", ".join(s["tasks"]) or "none"]
-            for s in board["superb"]
-        ]  # fmt: skip
-        out += [_md_table(["row", "score", *tasks, "covers"], rows), ""]
+        out += [_md_table(*_superb_table(board)), ""]
     for task, splits in board["tables"].items():
         for split, t in splits.items():
             if not t["rows"]:
@@ -669,15 +666,9 @@ def to_html(board: dict, plots: dict[str, Path] | None = None) -> str:
     e = html.escape
     parts = ["<h1>nestbench leaderboard</h1>"]
     if any(s["score"] is not None for s in board["superb"]):
-        tasks = sorted({t for s in board["superb"] for t in s["tasks"]})
-        rows = [
-            [s["row"], _fmt(s["score"], 0), *(_fmt(s["per_task"].get(t), 0) for t in tasks),
-             "all" if s["covers_all"] else ", ".join(s["tasks"]) or "none"]
-            for s in board["superb"]
-        ]  # fmt: skip
         parts += [
             '<h2 id="superb">SUPERB-style score</h2>',
-            _html_table(["row", "score", *tasks, "covers"], rows),
+            _html_table(*_superb_table(board)),
         ]
     for task, splits in board["tables"].items():
         for split, t in splits.items():

@@ -18,6 +18,17 @@ from nestbench.metrics.base import as_score_dict
 
 SCHEMA_VERSION = 1
 
+#: Config keys that do not change a run's result (excluded from the run id; the leaderboard
+#: does not split rows on them either).
+NON_RESULT_KEYS = (
+    "out",
+    "trainer.progress",
+    "trainer.num_workers",
+    "cache.root",
+    "cache.batch_seconds",
+    "cache.enabled",
+)
+
 
 class ResultError(UserError):
     """A result.json that cannot be read as a RunResult."""

@@ -38,7 +38,7 @@ from nestbench.featurizer import Featurizer
 from nestbench.fingerprint import data_fingerprint, encoder_files
 from nestbench.lock import run_lock
 from nestbench.model import DownstreamModel
-from nestbench.result import RunResult
+from nestbench.result import NON_RESULT_KEYS, RunResult
 from nestbench.sampler import BucketBatchSampler
 from nestbench.task import EncoderInfo, Task, TaskError, get_task
 from nestbench.training import (
@@ -51,15 +51,6 @@ from nestbench.training import (
 
 log = logging.getLogger("nestbench")
 
-#: Config keys that do not change a run's result (excluded from the run id).
-NON_RESULT_KEYS = (
-    "out",
-    "trainer.progress",
-    "trainer.num_workers",
-    "cache.root",
-    "cache.batch_seconds",
-    "cache.enabled",
-)
 PACKAGES = (
     "nestbench",
     "torch",

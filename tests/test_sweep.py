@@ -24,14 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SPECTRAL = "tests.toy_encoders:SpectralEncoder"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def registered():
-    toy_tasks.register()
-    yield
-    from nestbench.task import unregister_task
-
-    for name in toy_tasks.TOY_TASKS:
-        unregister_task(name)
+registered = pytest.fixture(scope="module", autouse=True)(toy_tasks.registered)
 
 
 @pytest.fixture(scope="module")

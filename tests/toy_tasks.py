@@ -286,6 +286,16 @@ def register() -> None:
         register_task(name, cls)
 
 
+def registered():
+    """A pytest fixture body: the toy tasks registered for a module, unregistered after it."""
+    from nestbench.task import unregister_task
+
+    register()
+    yield
+    for name in TOY_TASKS:
+        unregister_task(name)
+
+
 def run_toy(task: str, tmp_path, data, encoder: str, overrides, *extra, epochs: int):
     """A ``nestbench run`` of ``task`` on a toy folder: ``overrides``, ``epochs``, a cache and
     the runs under ``tmp_path``, then ``extra``. -> (run, result)."""
