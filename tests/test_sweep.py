@@ -236,3 +236,19 @@ def test_a_cell_another_process_is_running_is_left_to_it(tmp_path, utt_folder):
     assert "another process is running it" in failed["error"]
     assert summary["done"] == 1 and not (busy / "result.json").exists()
     assert rows[failed["key"]] == "running"
+
+
+def test_the_committed_benchmark_sweep_expands_to_its_forty_runs():
+    cells, searched = expand(load_sweep("embedded"))
+    assert len(cells) == 40 and not searched
+    frozen = [c for c in cells if c.mode == "frozen"]
+    assert {c.encoder for c in frozen} == {"fbank", "nest-embedded-random", "nest-embedded"}
+    assert {c.seed for c in frozen} == {0, 1, 2} and len(frozen) == 36
+    tuned = {c.task: c.overrides[-1] for c in cells if c.mode == "finetune"}
+    assert tuned == {
+        "sv": "trainer.max_epochs=4",
+        "asr": "trainer.max_epochs=6",
+        "diar": "trainer.max_epochs=6",
+        "slu": "trainer.max_epochs=8",
+    }
+    assert all("cache.root=results/cache" in c.overrides for c in cells)
