@@ -498,7 +498,7 @@ def _table_cells(r: dict) -> list[str]:
         r["mode"],
         str(r["n"]),
         _fmt(r["mean"]),
-        _fmt(r["std"]),
+        _fmt(r["std"]) if r["n"] > 1 else "",  # no spread over one seed
         _ci(r),
         _params(r["parameters"]),
         _fmt(r["feature_rtf"], 4),
