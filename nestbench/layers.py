@@ -28,17 +28,6 @@ def frame_pool(x: torch.Tensor, lengths: torch.Tensor, factor: int):
     return pooled, (lengths + factor - 1) // factor
 
 
-def pool_factor(value, frame_rate: float, seconds: float, key: str) -> int:
-    """A task's ``frame_pool`` setting as a factor: ``auto`` averages frames shorter than
-    ``seconds`` into runs of about that length (fbank's 10 ms to 40 ms: 4; NEST's 80 ms: 1);
-    otherwise an integer 1 ... 8. ValueError naming ``key`` for anything else."""
-    if value == "auto":
-        return max(1, int(round(seconds * frame_rate)))
-    if str(value) not in ("1", "2", "3", "4", "5", "6", "7", "8"):
-        raise ValueError(f"{key}: {value!r}, expected auto or 1 ... 8")
-    return int(value)
-
-
 def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Each sequence of x [B, T, H] reversed within its length [B] (padding stays at the end)."""
     t = torch.arange(x.shape[1], device=x.device)[None]

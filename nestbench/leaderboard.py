@@ -512,6 +512,16 @@ def _pair_cells(p: dict) -> list[str]:
     return [p["a"], p["b"], f"{p['delta']:+.2f}", f"{p['p_value']:.3f}", sig]
 
 
+def _sections(board: dict):
+    """(split, title, table) of every task and eval split with rows, in board order."""
+    for task, splits in board["tables"].items():
+        for split, t in splits.items():
+            if t["rows"]:
+                r0 = t["rows"][0]
+                arrow = "lower is better" if r0["lower_is_better"] else "higher is better"
+                yield split, f"{task}: {r0['metric']} on {split} ({arrow})", t
+
+
 def _superb_table(board: dict) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of the SUPERB-style score table."""
     tasks = sorted({t for s in board["superb"] for t in s["tasks"]})
@@ -539,25 +549,20 @@ def to_markdown(board: dict, plots: dict[str, str] | None = None) -> str:
         )
         out.append("")
         out += [_md_table(*_superb_table(board)), ""]
-    for task, splits in board["tables"].items():
-        for split, t in splits.items():
-            if not t["rows"]:
-                continue
-            r0 = t["rows"][0]
-            arrow = "lower is better" if r0["lower_is_better"] else "higher is better"
-            out += [f"## {task}: {r0['metric']} on {split} ({arrow})", ""]
-            out += [_md_table(TABLE_HEAD, [_table_cells(r) for r in t["rows"]]), ""]
-            if t["pairs"]:
-                out += [
-                    f"Paired bootstrap over the {split} items (significant: p < 0.05, each "
-                    "pair on its own, no correction for the number of pairs):",
-                    "",
-                ]
-                out += [
-                    _md_table(["A", "B", "A - B", "p", "significant"],
-                              [_pair_cells(p) for p in t["pairs"]]),
-                    "",
-                ]  # fmt: skip
+    for split, title, t in _sections(board):
+        out += [f"## {title}", ""]
+        out += [_md_table(TABLE_HEAD, [_table_cells(r) for r in t["rows"]]), ""]
+        if t["pairs"]:
+            out += [
+                f"Paired bootstrap over the {split} items (significant: p < 0.05, each "
+                "pair on its own, no correction for the number of pairs):",
+                "",
+            ]
+            out += [
+                _md_table(["A", "B", "A - B", "p", "significant"],
+                          [_pair_cells(p) for p in t["pairs"]]),
+                "",
+            ]  # fmt: skip
     out += [
         "95% CI: Student's t over the seeds; ᵇ: one seed, the run's bootstrap interval over "
         "test items. Feature RTF: seconds of feature extraction per second of audio (cache "
@@ -670,24 +675,19 @@ def to_html(board: dict, plots: dict[str, Path] | None = None) -> str:
             '<h2 id="superb">SUPERB-style score</h2>',
             _html_table(*_superb_table(board)),
         ]
-    for task, splits in board["tables"].items():
-        for split, t in splits.items():
-            if not t["rows"]:
-                continue
-            r0 = t["rows"][0]
-            arrow = "lower is better" if r0["lower_is_better"] else "higher is better"
-            parts.append(f"<h2>{e(task)}: {e(r0['metric'])} on {e(split)} ({arrow})</h2>")
-            values = [[None, None, r["n"], r["mean"], r["std"], None, r["parameters"],
-                       r["feature_rtf"]] for r in t["rows"]]  # fmt: skip
-            parts.append(_html_table(TABLE_HEAD, [_table_cells(r) for r in t["rows"]], values))
-            if t["pairs"]:
-                parts.append(f"<p>Paired bootstrap over the {e(split)} items (p &lt; 0.05):</p>")
-                parts.append(
-                    _html_table(
-                        ["A", "B", "A - B", "p", "significant"],
-                        [_pair_cells(p) for p in t["pairs"]],
-                    )
+    for split, title, t in _sections(board):
+        parts.append(f"<h2>{e(title)}</h2>")
+        values = [[None, None, r["n"], r["mean"], r["std"], None, r["parameters"],
+                   r["feature_rtf"]] for r in t["rows"]]  # fmt: skip
+        parts.append(_html_table(TABLE_HEAD, [_table_cells(r) for r in t["rows"]], values))
+        if t["pairs"]:
+            parts.append(f"<p>Paired bootstrap over the {e(split)} items (p &lt; 0.05):</p>")
+            parts.append(
+                _html_table(
+                    ["A", "B", "A - B", "p", "significant"],
+                    [_pair_cells(p) for p in t["pairs"]],
                 )
+            )
     if plots:
         parts.append("<h2>Layer weights</h2>")
         for name, path in plots.items():

@@ -253,7 +253,6 @@ class Planned:
     overrides: list[str]
     run_dir: Path | None = None
     finished: bool = False
-    dev_metric: str = ""
     dev_lower_is_better: bool = True
     error: str | None = None
 
@@ -267,7 +266,6 @@ class Sweep:
         self.cells, self.searched = expand(cfg)
         self.planned: dict[str, Planned] = {}
         self.lr_choice: dict[str, dict] = {}
-        self.states: dict[str, dict] = {}
         #: marks the cell records this invocation writes (an earlier one's are not its own)
         self.attempt = f"{socket.gethostname()}-{os.getpid()}-{time.time():.0f}"
 
@@ -297,7 +295,7 @@ class Sweep:
             )
             r = Run(cfg)
             p.run_dir, p.finished = r.dir, r.finished
-            p.dev_metric, p.dev_lower_is_better = r.task.dev_metric, r.task.dev_lower_is_better
+            p.dev_lower_is_better = r.task.dev_lower_is_better
         except Exception as e:  # a bad cell is recorded, the others go on
             p.error = f"{type(e).__name__}: {e}".splitlines()[0]
         self.planned[cell.key] = p
@@ -442,7 +440,6 @@ def run_sweep(cfg: SweepConfig, echo: Callable[[str], None] = print) -> dict:
 
     def progress(state: dict) -> None:
         seen.append(state)
-        sweep.states[state["key"]] = state
         if state["status"] == "done" and state.get("reused"):
             what = "done before"
         elif state["status"] == "done":

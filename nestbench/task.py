@@ -131,6 +131,17 @@ class Task:
         """This task's config section (``cfg.<name>``)."""
         return self.cfg[self.name] if self.name in self.cfg else None
 
+    def pool_factor(self, seconds: float) -> int:
+        """This task's ``frame_pool`` setting as a factor: ``auto`` averages frames shorter
+        than ``seconds`` into runs of about that length (fbank's 10 ms to 40 ms: 4; NEST's 80 ms:
+        1); otherwise an integer 1 ... 8 (TaskError naming the key for anything else)."""
+        value = self.opts.frame_pool
+        if value == "auto":
+            return max(1, int(round(seconds * self.info.frame_rate)))
+        if str(value) not in ("1", "2", "3", "4", "5", "6", "7", "8"):
+            raise TaskError(f"{self.name}.frame_pool: {value!r}, expected auto or 1 ... 8")
+        return int(value)
+
     @property
     def dev_metric(self) -> str:
         """The dev-split metric that selects the best epoch and stops training early (by

@@ -53,7 +53,7 @@ from nestbench.tasks.asr.units import Units, train_units
 from nestbench.config import spec
 from nestbench.data.layout import find_manifest
 from nestbench.data.manifest import atomic_write_text, write_manifest
-from nestbench.layers import frame_pool, pool_factor
+from nestbench.layers import frame_pool
 from nestbench.metrics.asr import wer_cer
 from nestbench.task import EncoderInfo, Task, TaskError
 from nestbench.windows import num_frames
@@ -158,10 +158,7 @@ class ASRTask(Task):
     @property
     def pool(self) -> int:
         """``asr.frame_pool`` as a factor: frames averaged before the head (auto: to ~40 ms)."""
-        try:
-            return pool_factor(self.opts.frame_pool, self.info.frame_rate, 0.04, "asr.frame_pool")
-        except ValueError as e:
-            raise TaskError(str(e)) from None
+        return self.pool_factor(0.04)
 
     @property
     def upsample(self) -> int:

@@ -51,7 +51,7 @@ from nestbench.config import spec
 from nestbench.data.layout import find_manifest
 from nestbench.data.manifest import atomic_write_text
 from nestbench.data.rttm import Segment, UEMRegion, read_rttm, read_uem, write_rttm
-from nestbench.layers import frame_pool, pool_factor
+from nestbench.layers import frame_pool
 from nestbench.metrics.diar import (
     COLLARS,
     DiarizationError,
@@ -274,10 +274,7 @@ class DiarTask(Task):
     @property
     def pool(self) -> int:
         """``diar.frame_pool`` as a factor (auto: frames shorter than 80 ms averaged to ~80 ms)."""
-        try:
-            return pool_factor(self.opts.frame_pool, self.info.frame_rate, 0.08, "diar.frame_pool")
-        except ValueError as e:
-            raise TaskError(str(e)) from None
+        return self.pool_factor(0.08)
 
     def _logits(self, head: DiarHead, x, lengths) -> torch.Tensor:
         """[B, T, S] logits at the encoder's frame rate: the head runs on frames averaged in

@@ -68,7 +68,7 @@ from torch import nn
 from nestbench.config import spec
 from nestbench.data.layout import find_manifest
 from nestbench.data.manifest import atomic_write_text
-from nestbench.layers import frame_pool, pool_factor
+from nestbench.layers import frame_pool
 from nestbench.metrics.slu import slu_scores
 from nestbench.task import EncoderInfo, Task, TaskError
 from nestbench.windows import num_frames
@@ -230,10 +230,7 @@ class SLUTask(Task):
     def _frame_pool(self) -> int:
         """``slu.frame_pool`` as a factor: ``auto`` averages frames of under 40 ms into runs of
         about 40 ms (fbank's 10 ms: 4; 20 ms: 2; NEST's 80 ms: 1)."""
-        try:
-            return pool_factor(self.opts.frame_pool, self.info.frame_rate, 0.04, "slu.frame_pool")
-        except ValueError as e:
-            raise TaskError(str(e)) from None
+        return self.pool_factor(0.04)
 
     @property
     def head_frame_rate(self) -> float:
