@@ -133,6 +133,8 @@ class OptimSection:
     freeze_encoder_steps: int = spec(min=0)
     gradient_checkpointing: bool = MISSING
     warmup_steps: int = spec(min=0)
+    schedule: str = spec(choices=("constant", "cosine"))
+    min_lr_ratio: float = spec(min=0, max=1)
 
 
 @dataclass

@@ -17,6 +17,7 @@ before ``fit``, in ``task.init_head``.
 from __future__ import annotations
 
 import contextlib
+import math
 from pathlib import Path
 
 import lightning as L
@@ -211,8 +212,29 @@ class DownstreamModel(L.LightningModule):
         if self.mode == "finetune" and self.encoder is not None:
             groups.append({"params": list(self.encoder.parameters()), "lr": o.encoder_lr})
         opt = torch.optim.AdamW(groups, weight_decay=o.weight_decay)
-        warmup = o.warmup_steps
-        if warmup <= 0:
+        total = int(self.trainer.estimated_stepping_batches)
+        factor = lr_factor(o.schedule, o.warmup_steps, total, o.min_lr_ratio)
+        if factor is None:
             return opt
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def lr_factor(schedule: str, warmup: int, total: int, floor: float = 0.0):
+    """The learning-rate multiplier of a step, ``step -> factor`` (None: constant, no
+    scheduler): a linear warm-up from 0 over ``warmup`` steps, then 1 (``constant``) or half a
+    cosine from 1 down to ``floor`` at step ``total`` - 1 (``cosine``; ``total``: the run's
+    planned optimiser steps, max_epochs x batches per epoch)."""
+    if schedule == "constant" and warmup <= 0:
+        return None
+    span = max(1, total - 1 - warmup)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if schedule == "constant":
+            return 1.0
+        done = min(1.0, (step - warmup) / span)
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * done))
+
+    return factor

@@ -356,7 +356,7 @@ class Run:
         return model
 
     def make_trainer(self):
-        from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+        from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
         from lightning.pytorch.loggers import CSVLogger
 
         t, task = self.cfg.trainer, self.task
@@ -384,6 +384,7 @@ class Run:
                 ckpt,
                 EarlyStopping(monitor=monitor, patience=t.patience, mode=mode),
                 EpochSetter(),  # new crops and batches every epoch
+                LearningRateMonitor("step"),  # logs/metrics.csv: lr-AdamW (the head's group)
             ],
             logger=CSVLogger(self.dir, name="logs", version=""),
             enable_progress_bar=t.progress,

@@ -259,3 +259,43 @@ def test_blocks_that_skip_the_padding_equal_blocks_that_compute_it():
     for k in grads_p:
         torch.testing.assert_close(grads_p[k], grads_u[k], atol=1e-5, rtol=1e-4, msg=k)
     assert not packed[-1][1, int(lens_p[1]) :].any()
+
+
+@pytest.mark.parametrize("factor", [2, 4, 8])
+@pytest.mark.parametrize("masked", [True, False])
+def test_inference_subsampling_equals_the_masked_batch_path(factor, masked):
+    """Inference subsampling (each utterance alone, the first convolution made and consumed in
+    chunks, channels-last) gives the training path's values: the masked batch with its masking
+    passes, or the plain convolutions over the padding when unmasked; lengths from 1 step to
+    several chunks."""
+    from nestbench.encoders.fastconformer import ConvSubsampling
+
+    torch.manual_seed(factor)
+    sub = ConvSubsampling(80, 64, 16, factor, masked).eval()
+    lens = torch.tensor([700, 1, 2, 5, 129, 257, 640])
+    x = torch.randn(len(lens), 700, 80)
+    with torch.no_grad():
+        fast, fast_lens = sub(x, lens)
+    with torch.enable_grad():
+        plain, plain_lens = sub(x, lens)
+    assert torch.equal(fast_lens, plain_lens)
+    valid = (torch.arange(fast.shape[1])[None] < fast_lens[:, None])[..., None]
+    keep = valid if masked else torch.ones_like(valid)
+    torch.testing.assert_close(fast * keep, plain.detach() * keep, atol=1e-5, rtol=1e-5)
+
+
+def test_bf16_inference_of_a_padded_batch_stays_close_to_float32():
+    """The bf16 autocast path (GPUs' default precision) runs through the packed blocks and keeps
+    bf16's precision against float32."""
+    torch.manual_seed(0)
+    model = NestModel.from_size("tiny", num_classes=32).eval()
+    wav = 0.1 * torch.randn(3, 24000)
+    lens = torch.tensor([24000, 17000, 9000])
+    with torch.inference_mode():
+        hidden32, out_lens = model(wav, lens)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            hidden16, lens16 = model(wav, lens)
+    assert torch.equal(out_lens, lens16) and hidden16[-1].dtype == torch.bfloat16
+    valid = (torch.arange(hidden32[-1].shape[1])[None] < out_lens[:, None])[..., None]
+    err = ((hidden32[-1] - hidden16[-1].float()) * valid).abs().max()
+    assert 0 < err < 0.05 * hidden32[-1].abs().max()

@@ -6,6 +6,13 @@ mel [B, F, T] -> ``pre_encode`` (dw-striding convs over (time, freq), 8x in time
 Only the configuration NEST uses is implemented (``subsampling: dw_striding``,
 ``self_attention_model: rel_pos``, ``conv_norm_type: batch_norm``, full attention context);
 :meth:`FastConformerConfig.from_nemo` rejects anything else with a clear error.
+
+Speed (the same values as NeMo's padded batch, to ~3e-6): the blocks of a padded batch run on its
+valid steps only (:class:`Packing`): position-wise layers on one [N, d] matrix of rows,
+attention and the depthwise convolution on each utterance's own rows. In inference the
+subsampling also runs each utterance alone, its first convolution made and consumed in chunks
+(:meth:`ConvSubsampling._convs`), BatchNorm is folded into the depthwise weights and the residual
+sums are made in place. ``benchmarks/nemo_compare.py`` measures it against NeMo.
 """
 
 from __future__ import annotations
@@ -173,13 +180,8 @@ class ConvSubsampling(nn.Module):
         x = x.unsqueeze(1)  # [B, 1, T, F]
         masked = self.masked or mask_lengths is not None
         cur = lengths if mask_lengths is None else mask_lengths
-        if (
-            masked
-            and not torch.is_grad_enabled()
-            and x.shape[0] > 1
-            and bool((cur < x.shape[2]).any())
-        ):
-            x = self._each_alone(x, cur)  # the same values, without computing the padding
+        if not torch.is_grad_enabled():
+            x = self._each_alone(x, cur if masked else None)
         elif masked:
             x = x * time_mask(cur, x.shape[2])[:, None, :, None]
             for layer in self.conv:
@@ -194,21 +196,61 @@ class ConvSubsampling(nn.Module):
         x = self.out(x.transpose(1, 2).reshape(b, t, c * f))
         return x, conv_out_length(lengths, self.num_strided)
 
-    def _each_alone(self, x: torch.Tensor, cur: torch.Tensor) -> torch.Tensor:
-        """x [B, 1, T, F] -> the convolutions' output [B, C, T', F'] computed on each
-        utterance's first ``cur`` steps alone, zeros after. Masked subsampling zeroes the
-        padding before and after every convolution, which is what a convolution's own zero
-        padding gives an unpadded utterance: the same values, without the padded steps' work or
-        the masking passes over the whole batch (inference only)."""
+    def _each_alone(self, x: torch.Tensor, cur: torch.Tensor | None) -> torch.Tensor:
+        """Inference: x [B, 1, T, F] -> the convolutions' output [B, C, T', F'] computed on each
+        utterance's first ``cur`` steps alone, zeros after (``cur`` None: on all T steps, the
+        unmasked subsampling). Masked subsampling zeroes the padding before and after every
+        convolution, which is what a convolution's own zero padding gives an unpadded
+        utterance: the same values, without the padded steps' work or the masking passes."""
         t_out = conv_out_length(x.shape[2], self.num_strided)
+        steps = [x.shape[2]] * x.shape[0] if cur is None else [int(n) for n in cur.tolist()]
         parts = []
-        for i, n in enumerate(cur.tolist()):
-            y = self.conv(x[i : i + 1, :, : int(n)]) if n > 0 else None
-            if y is None:
-                shape = self.conv(x[i : i + 1, :, :1]).shape
-                y = x.new_zeros(1, shape[1], 0, shape[3])
+        for i, n in enumerate(steps):
+            y = self._convs(x[i : i + 1, :, : max(n, 1)])
+            if n <= 0:
+                y = y[:, :, :0]
             parts.append(nn.functional.pad(y, (0, 0, 0, t_out - y.shape[2])))
         return torch.cat(parts, 0)
+
+    #: Rows of the first depthwise convolution's output computed at once by :meth:`_convs`
+    #: (the first convolution's output for them is 128 x F/2 x C floats, not 4 x T/2 x F/2 x C;
+    #: 64 measured fastest, with 32 and 128, in a 20 s x 4 batch of NEST-L).
+    CHUNK = 64
+
+    def _convs(self, x: torch.Tensor) -> torch.Tensor:
+        """``self.conv(x)`` for one utterance x [1, 1, n, F] -> [1, C, n', F'], channels-last,
+        without the first convolution's whole output (C x n/2 x F/2, the largest tensor of the
+        encoder) ever existing: it is made, rectified and consumed by the first depthwise
+        convolution :attr:`CHUNK` output rows at a time."""
+        convs = [m for m in self.conv if isinstance(m, nn.Conv2d)]
+        cl = torch.channels_last
+        weights = [m.weight.contiguous(memory_format=cl) for m in convs]
+        first = convs[0]
+        x = x.contiguous(memory_format=cl)
+        if len(convs) == 1:
+            return F.relu(F.conv2d(x, weights[0], first.bias, 2, 1))
+        n = x.shape[2]
+        t1 = conv_out_length(n)
+        t2 = conv_out_length(t1)
+        dw = convs[1]
+        chunks = []
+        for s in range(0, t2, self.CHUNK):
+            e = min(t2, s + self.CHUNK)
+            a, b = 2 * s - 1, 2 * e - 1  # rows of the first conv's output that rows s..e-1 use
+            a0, b0 = max(a, 0), min(b, t1 - 1)
+            i0, i1 = 2 * a0 - 1, 2 * b0 + 1  # the input rows those need
+            seg = x[:, :, max(i0, 0) : min(i1, n - 1) + 1]
+            seg = F.pad(seg, (1, 1, int(i0 < 0), int(i1 > n - 1)))
+            y = F.relu(F.conv2d(seg, weights[0], first.bias, 2, 0))  # rows a0..b0
+            y = F.pad(y, (0, 0, a0 - a, b - b0))  # zero rows outside the output
+            chunks.append(F.conv2d(y, weights[1], dw.bias, 2, (0, 1), 1, dw.groups))
+        y = torch.cat(chunks, 2).contiguous(memory_format=cl)
+        for i in range(2, len(convs)):
+            m = convs[i]
+            y = F.conv2d(y, weights[i], m.bias, m.stride, m.padding, 1, m.groups)
+            if m.groups == 1:  # a pointwise convolution: ReLU follows
+                y = F.relu_(y)
+        return y
 
 
 def relative_positions(length: int, d_model: int, device=None, dtype=None) -> torch.Tensor:
@@ -258,29 +300,32 @@ PACK_PADDING = True
 class Packing:
     """The valid steps of a padded batch as rows of one [N, d] matrix, so position-wise layers
     (layer norms, feed-forwards, projections, pointwise convolutions) skip the padding: in a
-    batch of utterances of 100 / 90 / 75 / 60% of the longest, a fifth of the steps.
+    batch of utterances of 100 / 90 / 75 / 60% of the longest, a fifth of the steps. Attention
+    and the depthwise convolution run on each utterance's own rows (:meth:`segments`), so they
+    skip it too.
 
-    ``index`` [N] holds the flat positions (b * T + t) of the valid steps; :meth:`unpack` puts
-    rows back in a zero-padded [B, T, d], :meth:`pack` takes them out again.
+    ``lengths`` [B] valid steps (each utterance's steps are a prefix of its row of the batch);
+    ``index`` [N] holds the flat positions (b * T + t) of the valid steps, utterance after
+    utterance; :meth:`unpack` puts rows back in a zero-padded [B, T, d], :meth:`pack` takes them
+    out again.
     """
 
-    def __init__(self, valid: torch.Tensor):
-        self.b, self.t = valid.shape
-        self.index = valid.reshape(-1).nonzero().squeeze(1)
+    def __init__(self, lengths: torch.Tensor, max_len: int):
+        self.b, self.t = lengths.shape[0], max_len
+        self.lengths = [int(n) for n in lengths.tolist()]
+        self.index = time_mask(lengths, max_len).reshape(-1).nonzero().squeeze(1)
+
+    def segments(self):
+        """(first row, number of rows) of each utterance, in order: its rows are
+        ``rows[first : first + n]``."""
+        first = 0
+        for n in self.lengths:
+            yield first, n
+            first += n
 
     def pack(self, x: torch.Tensor) -> torch.Tensor:
         """[B, T, d] -> [N, d]."""
         return x.reshape(self.b * self.t, -1).index_select(0, self.index)
-
-    def key_bias(self, dtype: torch.dtype) -> torch.Tensor:
-        """[B, 1, 1, T] 0 at valid keys, ``MASK_VALUE`` at padded ones (what the valid query
-        rows of NeMo's masked_fill see)."""
-        if getattr(self, "_key_bias", None) is None or self._key_bias.dtype != dtype:
-            valid = torch.zeros(self.b * self.t, dtype=torch.bool, device=self.index.device)
-            valid[self.index] = True
-            bias = torch.zeros(self.b, 1, 1, self.t, dtype=dtype, device=self.index.device)
-            self._key_bias = bias.masked_fill(~valid.view(self.b, 1, 1, self.t), MASK_VALUE)
-        return self._key_bias
 
     def unpack(self, rows: torch.Tensor) -> torch.Tensor:
         """[N, d] -> [B, T, d], zeros at the padding."""
@@ -349,10 +394,9 @@ class RelPositionMultiHeadAttention(nn.Module):
         Returns [B, T, d] (or [N, d]). Fully masked query rows (padding) attend to nothing, so
         their output is ``linear_out``'s bias, as in NeMo.
         """
-        if packing is not None:  # projections on the valid rows only
-            q, k, v = (packing.unpack(f(x)) for f in (self.linear_q, self.linear_k, self.linear_v))
-        else:
-            q, k, v = self.linear_q(x), self.linear_k(x), self.linear_v(x)
+        if packing is not None:
+            return self._each_utterance(x, pos_emb, packing)
+        q, k, v = self.linear_q(x), self.linear_k(x), self.linear_v(x)
         b, t, _ = q.shape
         q = q.view(b, t, self.h, self.d_k)  # [B, T, H, d_k]
         k, v = self._heads(k), self._heads(v)
@@ -361,19 +405,44 @@ class RelPositionMultiHeadAttention(nn.Module):
         # (q + v) p^T / sqrt(d_k), scaled on the small side
         q_v = ((q + self.pos_bias_v.to(q.dtype)) * (1.0 / math.sqrt(self.d_k))).transpose(1, 2)
         bias = rel_shift(torch.matmul(q_v, p.transpose(-2, -1)))
-        if packing is not None:  # only valid query rows are kept: mask the padded keys
-            bias = bias + packing.key_bias(bias.dtype)
-        elif att_mask is not None:
+        if att_mask is not None:
             bias = bias.masked_fill(att_mask[:, None], MASK_VALUE)
         out = F.scaled_dot_product_attention(
             q_u, k, v, attn_mask=bias, dropout_p=self.dropout_rate if self.training else 0.0
         )  # [B, H, T, d_k]
         out = out.transpose(1, 2).reshape(b, t, self.h * self.d_k)
-        if packing is not None:
-            return self.linear_out(packing.pack(out))
         if att_mask is not None:
             out = out.masked_fill(att_mask.all(-1)[:, :, None], 0.0)
         return self.linear_out(out)
+
+    def _each_utterance(self, x: torch.Tensor, pos_emb: torch.Tensor, packing: Packing):
+        """Attention over the valid rows x [N, d] of each utterance alone -> [N, d].
+
+        An utterance of n steps uses the middle 2n-1 rows of the batch's position table
+        (relative positions n-1 .. -(n-1)). Its queries see only its own keys, which is what
+        the padded batch gives its valid queries: NeMo's masked scores are exp(-10000 - max) = 0.
+        No padded step is computed and no mask is needed."""
+        n_all, t = x.shape[0], pos_emb.shape[1] // 2 + 1
+        heads = (n_all, self.h, self.d_k)
+        q = self.linear_q(x).view(heads)
+        k = self.linear_k(x).view(heads).transpose(0, 1)  # [H, N, d_k]
+        v = self.linear_v(x).view(heads).transpose(0, 1)
+        q_u = (q + self.pos_bias_u.to(q.dtype)).transpose(0, 1)
+        q_v = ((q + self.pos_bias_v.to(q.dtype)) * (1.0 / math.sqrt(self.d_k))).transpose(0, 1)
+        p = self._heads(self.linear_pos(pos_emb))[0]  # [H, 2T-1, d_k]
+        dropout = self.dropout_rate if self.training else 0.0
+        outs = []
+        for first, n in packing.segments():
+            if n == 0:
+                continue
+            rows = slice(first, first + n)
+            p_n = p[:, t - n : t + n - 1].transpose(-2, -1)  # [H, d_k, 2n-1]
+            bias = rel_shift(torch.matmul(q_v[None, :, rows], p_n[None]))  # [1, H, n, n]
+            out = F.scaled_dot_product_attention(
+                q_u[None, :, rows], k[None, :, rows], v[None, :, rows], bias, dropout
+            )  # [1, H, n, d_k]
+            outs.append(out[0].transpose(0, 1).reshape(n, self.h * self.d_k))
+        return self.linear_out(torch.cat(outs, 0))
 
 
 class FeedForward(nn.Module):
@@ -387,7 +456,8 @@ class FeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, T, d] -> [B, T, d]."""
-        return self.linear2(self.dropout(F.silu(self.linear1(x))))
+        h = F.silu(self.linear1(x), inplace=not torch.is_grad_enabled())  # no copy in inference
+        return self.linear2(self.dropout(h))
 
 
 class ConvModule(nn.Module):
@@ -417,14 +487,38 @@ class ConvModule(nn.Module):
         if packing is not None:
             w1, w2 = self.pointwise_conv1, self.pointwise_conv2
             h = F.glu(F.linear(x, w1.weight.squeeze(-1), w1.bias), dim=-1)  # [N, d]
-            h = packing.unpack(h).transpose(1, 2)  # [B, d, T], zeros at padding
-            h = F.silu(self.batch_norm(self.depthwise_conv(h)))
-            return F.linear(packing.pack(h.transpose(1, 2)), w2.weight.squeeze(-1), w2.bias)
+            if self.batch_norm.training:  # batch statistics over the padded batch, as NeMo
+                h = packing.unpack(h).transpose(1, 2)  # [B, d, T], zeros at padding
+                h = packing.pack(F.silu(self.batch_norm(self.depthwise_conv(h))).transpose(1, 2))
+            else:
+                h = F.silu(self._depthwise_each(h, packing), inplace=not torch.is_grad_enabled())
+            return F.linear(h, w2.weight.squeeze(-1), w2.bias)
         x = F.glu(self.pointwise_conv1(x.transpose(1, 2)), dim=1)  # [B, d, T]
         if pad_mask is not None:
             x = x.masked_fill(pad_mask[:, None, :], 0.0)
         x = F.silu(self.batch_norm(self.depthwise_conv(x)))
         return self.pointwise_conv2(x).transpose(1, 2)
+
+    def _depthwise_each(self, h: torch.Tensor, packing: Packing) -> torch.Tensor:
+        """Eval mode: the depthwise convolution and BatchNorm (folded into its weights) on each
+        utterance's rows h [N, d] alone (zero padding at its ends, as in the padded batch) ->
+        [N, d]. An utterance's [n, d] rows are a channels-last [1, d, 1, n] image, so no
+        transposed copies are made."""
+        conv, bn = self.depthwise_conv, self.batch_norm
+        scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)  # [d]
+        weight = (conv.weight * scale[:, None, None])[:, :, None, :]  # [d, 1, 1, k]
+        weight = weight.contiguous(memory_format=torch.channels_last)
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(scale)
+        bias = (bias - bn.running_mean) * scale + bn.bias
+        pad = (0, conv.padding[0])
+        outs = []
+        for first, n in packing.segments():
+            image = h[first : first + n].t()[None, :, None, :]  # [1, d, 1, n]
+            y = F.conv2d(
+                image, weight.to(h.dtype), bias.to(h.dtype), padding=pad, groups=h.shape[1]
+            )
+            outs.append(y[0, :, 0].t())  # [n, d]
+        return torch.cat(outs, 0)
 
 
 class ConformerLayer(nn.Module):
@@ -457,9 +551,16 @@ class ConformerLayer(nn.Module):
         """x: [B, T, d]; pos_emb [1, 2T-1, d]; att_mask [B, T, T]; pad_mask [B, T] -> [B, T, d].
         With ``packing``, x and the result are the [N, d] valid rows (:class:`Packing`)."""
         x = torch.add(x, self.dropout(self.feed_forward1(self.norm_feed_forward1(x))), alpha=0.5)
-        x = x + self.dropout(self.self_attn(self.norm_self_att(x), pos_emb, att_mask, packing))
-        x = x + self.dropout(self.conv(self.norm_conv(x), pad_mask, packing))
-        x = torch.add(x, self.dropout(self.feed_forward2(self.norm_feed_forward2(x))), alpha=0.5)
+        if torch.is_grad_enabled():
+            x = x + self.dropout(self.self_attn(self.norm_self_att(x), pos_emb, att_mask, packing))
+            x = x + self.dropout(self.conv(self.norm_conv(x), pad_mask, packing))
+            x = torch.add(
+                x, self.dropout(self.feed_forward2(self.norm_feed_forward2(x))), alpha=0.5
+            )
+        else:  # inference: the residual sums in place (x is this layer's own tensor by now)
+            x += self.dropout(self.self_attn(self.norm_self_att(x), pos_emb, att_mask, packing))
+            x += self.dropout(self.conv(self.norm_conv(x), pad_mask, packing))
+            x.add_(self.dropout(self.feed_forward2(self.norm_feed_forward2(x))), alpha=0.5)
         return self.norm_out(x)
 
 
@@ -546,7 +647,7 @@ class FastConformerEncoder(nn.Module):
         hidden = [x]
         # with padding, the blocks carry only the valid steps (Packing); their outputs are
         # zero at the padding
-        packing = Packing(valid) if PACK_PADDING and padded else None
+        packing = Packing(lengths, x.shape[1]) if PACK_PADDING and padded else None
         att_mask = None
         if packing is not None:
             x = packing.pack(x)

@@ -210,7 +210,10 @@ class FilterbankFeatures(nn.Module):
             x = x + self.dither * torch.randn_like(x)
         with torch.autocast(x.device.type, enabled=False):
             spec = self._frames(x, lengths)
-            mag = torch.view_as_real(spec).pow(2).sum(-1).sqrt()
+            ri = torch.view_as_real(spec)  # [B, F, T, 2]
+            # NeMo's view_as_real(spec).pow(2).sum(-1), the same bits without a reduction over a
+            # dimension of 2 (10x slower than the rest of this line on CPUs)
+            mag = (ri[..., 0] * ri[..., 0] + ri[..., 1] * ri[..., 1]).sqrt()
             if self.mag_power != 1.0:
                 mag = mag.pow(self.mag_power)
             mel = torch.matmul(self.fb.to(mag.dtype), mag)
