@@ -284,6 +284,21 @@ def test_inference_subsampling_equals_the_masked_batch_path(factor, masked):
     torch.testing.assert_close(fast * keep, plain.detach() * keep, atol=1e-5, rtol=1e-5)
 
 
+def test_an_utterance_without_frames_leaves_the_others_unchanged():
+    """A batch holding an utterance too short for one output frame (0 rows in the packed
+    blocks) gives the others the values they get without it, and the short one no frame."""
+    torch.manual_seed(0)
+    model = NestModel.from_size("tiny", num_classes=32).eval()
+    wav = 0.1 * torch.randn(3, 24000)
+    with torch.inference_mode():
+        hidden, lens = model(wav, torch.tensor([24000, 100, 9000]))
+        alone, alone_lens = model(wav[[0, 2]], torch.tensor([24000, 9000]))
+    assert lens.tolist() == [alone_lens[0], 0, alone_lens[1]]
+    for h, a in zip(hidden[1:], alone[1:], strict=True):
+        torch.testing.assert_close(h[[0, 2]][:, : a.shape[1]], a, atol=1e-5, rtol=1e-5)
+        assert not h[1].any()
+
+
 def test_bf16_inference_of_a_padded_batch_stays_close_to_float32():
     """The bf16 autocast path (GPUs' default precision) runs through the packed blocks and keeps
     bf16's precision against float32."""

@@ -442,7 +442,7 @@ class RelPositionMultiHeadAttention(nn.Module):
                 q_u[None, :, rows], k[None, :, rows], v[None, :, rows], bias, dropout
             )  # [1, H, n, d_k]
             outs.append(out[0].transpose(0, 1).reshape(n, self.h * self.d_k))
-        return self.linear_out(torch.cat(outs, 0))
+        return self.linear_out(torch.cat(outs, 0) if outs else x)  # x: [0, d] without rows
 
 
 class FeedForward(nn.Module):
@@ -513,12 +513,14 @@ class ConvModule(nn.Module):
         pad = (0, conv.padding[0])
         outs = []
         for first, n in packing.segments():
+            if n == 0:  # no rows (an utterance too short for a frame)
+                continue
             image = h[first : first + n].t()[None, :, None, :]  # [1, d, 1, n]
             y = F.conv2d(
                 image, weight.to(h.dtype), bias.to(h.dtype), padding=pad, groups=h.shape[1]
             )
             outs.append(y[0, :, 0].t())  # [n, d]
-        return torch.cat(outs, 0)
+        return torch.cat(outs, 0) if outs else h
 
 
 class ConformerLayer(nn.Module):
