@@ -212,7 +212,8 @@ class DownstreamModel(L.LightningModule):
         if self.mode == "finetune" and self.encoder is not None:
             groups.append({"params": list(self.encoder.parameters()), "lr": o.encoder_lr})
         opt = torch.optim.AdamW(groups, weight_decay=o.weight_decay)
-        total = int(self.trainer.estimated_stepping_batches)
+        # the planned steps (Lightning counts the training loader's batches): cosine only
+        total = int(self.trainer.estimated_stepping_batches) if o.schedule == "cosine" else 0
         factor = lr_factor(o.schedule, o.warmup_steps, total, o.min_lr_ratio)
         if factor is None:
             return opt
