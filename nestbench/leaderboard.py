@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from nestbench.metrics.paired import items_file, paired_bootstrap, read_items
-from nestbench.result import NON_RESULT_KEYS, ResultError, RunResult
+from nestbench.result import NON_RESULT_KEYS, ResultError, RunResult, drop_neutral
 
 #: config keys that do not make two runs different rows: the seed, and what the run id ignores
 IGNORED_KEYS = ("seed", *NON_RESULT_KEYS)
@@ -123,7 +123,7 @@ class Row:
 
 
 def _config_variant(r: RunResult) -> tuple[str, dict]:
-    flat = _flatten(r.config)
+    flat = drop_neutral(_flatten(r.config))
     for key in IGNORED_KEYS:
         flat.pop(key, None)
     flat["_inputs"] = json.dumps(r.inputs, sort_keys=True)

@@ -30,6 +30,20 @@ NON_RESULT_KEYS = (
 )
 
 
+#: Config keys added after runs were made, at the value that does what runs did before they
+#: existed: a config holding that value has the run id (and leaderboard row) it had without the
+#: key, so finished results stay valid (a sweep resumes them, the leaderboard merges them).
+NEUTRAL_DEFAULTS = {
+    "optim.schedule": "constant",
+    "optim.min_lr_ratio": 0.0,
+}
+
+
+def drop_neutral(flat: dict) -> dict:
+    """``flat`` (dotted key -> value) without the :data:`NEUTRAL_DEFAULTS` at their value."""
+    return {k: v for k, v in flat.items() if k not in NEUTRAL_DEFAULTS or v != NEUTRAL_DEFAULTS[k]}
+
+
 class ResultError(UserError):
     """A result.json that cannot be read as a RunResult."""
 

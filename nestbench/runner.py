@@ -38,7 +38,7 @@ from nestbench.featurizer import Featurizer
 from nestbench.fingerprint import data_fingerprint, encoder_files
 from nestbench.lock import run_lock
 from nestbench.model import DownstreamModel
-from nestbench.result import NON_RESULT_KEYS, RunResult
+from nestbench.result import NEUTRAL_DEFAULTS, NON_RESULT_KEYS, RunResult
 from nestbench.sampler import BucketBatchSampler
 from nestbench.task import EncoderInfo, Task, TaskError, get_task
 from nestbench.training import (
@@ -74,6 +74,10 @@ def run_id(cfg: DictConfig, inputs: dict | None = None) -> str:
         for part in [node, *rest][:-1]:
             holder = holder.get(part, {})
         holder.pop(dotted.split(".")[-1], None)
+    for dotted, value in NEUTRAL_DEFAULTS.items():  # keys newer than finished runs
+        section, key = dotted.split(".")
+        if plain.get(section, {}).get(key, object()) == value:
+            plain[section].pop(key)
     if inputs:
         plain["_inputs"] = inputs
     digest = hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:10]

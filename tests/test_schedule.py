@@ -1,6 +1,7 @@
 """The task runs' learning-rate schedule (``optim.schedule``, ``optim.warmup_steps``)."""
 
 import csv
+import json
 import math
 
 import pytest
@@ -60,3 +61,39 @@ def test_a_cosine_run_decays_over_its_planned_steps(tmp_path):
     f = lr_factor("cosine", 0, total)
     assert all(lr == pytest.approx(0.05 * f(step)) for step, lr in lrs)
     assert lrs[-1][1] == pytest.approx(0.0, abs=1e-9)  # the floor (0) at the last step
+
+
+def test_runs_made_before_the_schedule_keys_keep_their_ids_and_rows():
+    """A config at the new keys' neutral values (constant, 0) has the run id and leaderboard
+    variant of the same config without them, as finished runs were made; cosine changes both.
+    The committed benchmark's run ids (results/runs) come back with the keys added."""
+    from omegaconf import OmegaConf
+
+    from nestbench.leaderboard import _config_variant
+    from nestbench.result import RunResult
+    from nestbench.runner import run_id
+
+    old = {"encoder": {"spec": "fbank"}, "mode": "frozen", "seed": 0, "optim": {"lr": 0.1}}
+    new = {**old, "optim": {"lr": 0.1, "schedule": "constant", "min_lr_ratio": 0.0}}
+    cosine = {**old, "optim": {"lr": 0.1, "schedule": "cosine", "min_lr_ratio": 0.0}}
+    ids = [run_id(OmegaConf.create(c), {"data": "x"}) for c in (old, new, cosine)]
+    assert ids[0] == ids[1] != ids[2]
+
+    def variant(config):
+        r = RunResult.__new__(RunResult)
+        r.config, r.inputs = config, {"data": "x"}
+        return _config_variant(r)[0]
+
+    assert variant(old) == variant(new) != variant(cosine)
+
+    from pathlib import Path
+
+    from nestbench.result import NEUTRAL_DEFAULTS
+
+    committed = sorted((Path(__file__).parents[1] / "results" / "runs").glob("*/*/result.json"))
+    for path in committed:
+        r = json.loads(path.read_text())
+        cfg = OmegaConf.create(r["config"])
+        for dotted, value in NEUTRAL_DEFAULTS.items():
+            OmegaConf.update(cfg, dotted, value)
+        assert run_id(cfg, r["inputs"]) == r["run_id"], path
