@@ -69,20 +69,27 @@ def run_id(cfg: DictConfig, inputs: dict | None = None) -> str:
     digests of the encoder's files and of the data, :mod:`nestbench.fingerprint`)."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     for dotted in NON_RESULT_KEYS:
-        node, *rest = dotted.split(".")
-        holder = plain
-        for part in [node, *rest][:-1]:
-            holder = holder.get(part, {})
-        holder.pop(dotted.split(".")[-1], None)
+        _pop_dotted(plain, dotted)
     for dotted, value in NEUTRAL_DEFAULTS.items():  # keys newer than finished runs
-        section, key = dotted.split(".")
-        if plain.get(section, {}).get(key, object()) == value:
-            plain[section].pop(key)
+        _pop_dotted(plain, dotted, only=value)
     if inputs:
         plain["_inputs"] = inputs
     digest = hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:10]
     spec = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(str(cfg.encoder.spec)).name)[:40]
     return f"{spec}-{cfg.mode}-s{cfg.seed}-{digest}"
+
+
+_ANY = object()
+
+
+def _pop_dotted(tree: dict, dotted: str, only=_ANY) -> None:
+    """Remove the key ``a.b.c`` from nested dicts (if it is there, and with ``only``: if it
+    holds that value)."""
+    *parents, key = dotted.split(".")
+    for part in parents:
+        tree = tree.get(part, {})
+    if key in tree and (only is _ANY or tree[key] == only):
+        tree.pop(key)
 
 
 def _versions() -> dict:
