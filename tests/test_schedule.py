@@ -3,11 +3,15 @@
 import csv
 import json
 import math
+from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
+from nestbench.leaderboard import _config_variant
 from nestbench.model import lr_factor
-from nestbench.runner import run
+from nestbench.result import NEUTRAL_DEFAULTS, RunResult
+from nestbench.runner import run, run_id
 from tests import toy_tasks
 
 registered = pytest.fixture(scope="module", autouse=True)(toy_tasks.registered)
@@ -67,12 +71,6 @@ def test_runs_made_before_the_schedule_keys_keep_their_ids_and_rows():
     """A config at the new keys' neutral values (constant, 0) has the run id and leaderboard
     variant of the same config without them, as finished runs were made; cosine changes both.
     The committed benchmark's run ids (results/runs) come back with the keys added."""
-    from omegaconf import OmegaConf
-
-    from nestbench.leaderboard import _config_variant
-    from nestbench.result import RunResult
-    from nestbench.runner import run_id
-
     old = {"encoder": {"spec": "fbank"}, "mode": "frozen", "seed": 0, "optim": {"lr": 0.1}}
     new = {**old, "optim": {"lr": 0.1, "schedule": "constant", "min_lr_ratio": 0.0}}
     cosine = {**old, "optim": {"lr": 0.1, "schedule": "cosine", "min_lr_ratio": 0.0}}
@@ -86,11 +84,8 @@ def test_runs_made_before_the_schedule_keys_keep_their_ids_and_rows():
 
     assert variant(old) == variant(new) != variant(cosine)
 
-    from pathlib import Path
-
-    from nestbench.result import NEUTRAL_DEFAULTS
-
     committed = sorted((Path(__file__).parents[1] / "results" / "runs").glob("*/*/result.json"))
+    assert len(committed) == 40  # the embedded benchmark (make benchmark)
     for path in committed:
         r = json.loads(path.read_text())
         cfg = OmegaConf.create(r["config"])
