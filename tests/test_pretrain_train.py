@@ -238,6 +238,29 @@ def test_init_from_a_nemo_checkpoint(tones, tmp_path):
     assert not torch.equal(moved, start.encoder.layers[0].feed_forward1.linear1.weight)
 
 
+def test_init_include_keeps_the_encoder_under_new_targets(tones, tmp_path):
+    first = pretrain(_cfg(tones, tmp_path / "first", "trainer.max_steps=1")).nemo_path
+    start = load_nest(first)
+    parts = f"init_from={first}", "init_include=[preprocessor,encoder]", "model.num_classes=32"
+    model = build_model(_cfg(tones, tmp_path / "x", *parts))
+    assert model.quantizer.num_classes == 32 and start.quantizer.num_classes == 64
+    assert model.decoder.num_classes == 32
+    for name in ("encoder", "preprocessor"):
+        ours, theirs = getattr(model, name).state_dict(), getattr(start, name).state_dict()
+        assert all(torch.equal(ours[k], theirs[k]) for k in theirs), name
+    # a short run from it trains and writes the new targets' model
+    trained = load_nest(
+        pretrain(_cfg(tones, tmp_path / "run", *parts, "trainer.max_steps=1")).nemo_path
+    )
+    assert trained.quantizer.num_classes == 32
+    with pytest.raises(ConfigError, match=r"encoder\..* has shape"):
+        build_model(_cfg(tones, tmp_path / "x", *parts, "model.encoder.d_model=32"))
+    with pytest.raises(ConfigError, match="needs init_from and a list of parts"):
+        _cfg(tones, tmp_path / "x", "init_include=[encoder]")
+    with pytest.raises(ConfigError, match="needs init_from and a list of parts"):
+        _cfg(tones, tmp_path / "x", f"init_from={first}", "init_include=[encoders]")
+
+
 def test_config_resolution_errors_and_cli(tones, tmp_path):
     with pytest.raises(ConfigError, match="unknown config key 'trainer.max_step'"):
         resolve_pretrain_config("tiny_cpu", [str(tones)], ["trainer.max_step=3"])

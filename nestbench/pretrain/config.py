@@ -29,6 +29,9 @@ ENCODER_KEYS = tuple(
     f.name for f in dataclasses.fields(FastConformerConfig) if f.name != "masked_subsampling"
 )
 
+#: The parts of a NestModel ``init_include`` may name.
+MODEL_PARTS = ("preprocessor", "encoder", "quantizer", "mask_processor", "decoder")
+
 
 def pretrain_configs_dir() -> Path:
     """The installed ``configs/pretrain/`` folder."""
@@ -116,6 +119,14 @@ def _validate(cfg: DictConfig) -> None:
             )
         if float(cfg.data.pool_hours) <= 0:
             raise ConfigError(f"data.pool_hours must be > 0, got {cfg.data.pool_hours}")
+    if cfg.init_include is not None:
+        parts = cfg.init_include
+        listed = not isinstance(parts, str) and all(str(p) in MODEL_PARTS for p in parts)
+        if cfg.init_from is None or not listed:
+            raise ConfigError(
+                f"init_include={parts}: needs init_from and a list of parts among "
+                f"{', '.join(MODEL_PARTS)}"
+            )
     if str(cfg.optim.name).lower() != "adamw":
         raise ConfigError(f"optim.name={cfg.optim.name!r}: only adamw is supported")
     if str(cfg.optim.sched.name) != "NoamAnnealing":
@@ -162,10 +173,42 @@ def _add_ssl_parts(model: NestModel, cfg: DictConfig) -> NestModel:
     return model
 
 
+def _init_parts(cfg: DictConfig) -> NestModel:
+    """A new model from ``model:`` whose ``init_include`` parts are copied from ``init_from``
+    (NeMo's ``init_from_nemo_model`` with ``include``): e.g. a pretrained encoder under new
+    quantizer targets and a new decoder. Raises ConfigError when a part is missing from the
+    checkpoint or its weights do not fit the part ``model:`` describes."""
+    path = Path(str(cfg.init_from)).expanduser()
+    parts = [str(p) for p in cfg.init_include]
+    model = NestModel.from_config(model_config(cfg))
+    source = load_nest(path)
+    for part in parts:
+        src, dst = getattr(source, part), getattr(model, part)
+        if src is None:
+            raise ConfigError(f"init_include: {path} has no {part}")
+        theirs, ours = src.state_dict(), dst.state_dict()
+        if set(theirs) != set(ours):
+            diff = sorted(set(theirs) ^ set(ours))[:3]
+            raise ConfigError(
+                f"init_include: {path}'s {part} does not fit model: (keys differ, e.g. {diff})"
+            )
+        for key, value in theirs.items():
+            if value.shape != ours[key].shape:
+                raise ConfigError(
+                    f"init_include: {path}'s {part}.{key} has shape {tuple(value.shape)}, "
+                    f"model: gives {tuple(ours[key].shape)}"
+                )
+        dst.load_state_dict(theirs)
+    return model
+
+
 def build_model(cfg: DictConfig) -> NestModel:
     """A NestModel for pretraining: ``init_from`` loaded (any NEST checkpoint; missing
-    pretraining parts are added from ``model:``), else a new one from ``model:`` with random
+    pretraining parts are added from ``model:``; with ``init_include`` only those parts, the
+    rest new from ``model:``), else a new one from ``model:`` with random
     weights from the current torch seed."""
+    if cfg.init_from and cfg.init_include:
+        return _init_parts(cfg).train()
     if cfg.init_from:
         path = Path(str(cfg.init_from)).expanduser()
         model = load_nest(path)
