@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import tarfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -239,8 +240,19 @@ def test_init_from_a_nemo_checkpoint(tones, tmp_path):
 
 
 def test_init_include_keeps_the_encoder_under_new_targets(tones, tmp_path):
-    first = pretrain(_cfg(tones, tmp_path / "first", "trainer.max_steps=1")).nemo_path
+    masking = "model.block_size=16", "model.mask_prob=0.03"
+    first = pretrain(_cfg(tones, tmp_path / "first", "trainer.max_steps=1", *masking)).nemo_path
     start = load_nest(first)
+    # its Lightning checkpoint carries the model config: the same model, nothing inferred
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        from_ckpt = load_nest(tmp_path / "first" / "checkpoints" / "last.ckpt")
+    assert (from_ckpt.mask_processor.block_size, from_ckpt.mask_processor.mask_prob) == (16, 0.03)
+    assert from_ckpt.loss_cfg == start.loss_cfg
+    for section in ("preprocessor", "encoder", "masking", "quantizer", "decoder", "loss"):
+        assert from_ckpt.config[section] == start.config[section], section
+    for a, b in zip(from_ckpt.state_dict().values(), start.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
     parts = f"init_from={first}", "init_include=[preprocessor,encoder]", "model.num_classes=32"
     model = build_model(_cfg(tones, tmp_path / "x", *parts))
     assert model.quantizer.num_classes == 32 and start.quantizer.num_classes == 64

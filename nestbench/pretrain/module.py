@@ -125,6 +125,11 @@ class NestPretrainModule(L.LightningModule):
             sync_dist=True,
         )
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # NeMo's .ckpt layout: the model config under hyper_parameters.cfg, so load_nest builds
+        # a checkpoint's exact architecture, targets and masking (not inferred from shapes)
+        checkpoint.setdefault("hyper_parameters", {})["cfg"] = self.model.to_nemo_config()
+
     # ----------------------------------------------------------------------- optimisation
 
     def configure_optimizers(self):
