@@ -273,6 +273,24 @@ def test_init_include_keeps_the_encoder_under_new_targets(tones, tmp_path):
         _cfg(tones, tmp_path / "x", f"init_from={first}", "init_include=[encoders]")
 
 
+def test_a_config_extends_another(tmp_path):
+    stage1, stage2 = (
+        resolve_pretrain_config("embedded"),
+        resolve_pretrain_config("embedded_targets"),
+    )
+    assert stage2.model.num_classes == 128 and stage1.model.num_classes == 256
+    assert stage2.init_from == f"{stage1.out}/last.nemo"  # stage 2 starts from stage 1
+    assert stage2.augment == stage1.augment and stage2.data == stage1.data
+    assert stage2.model.encoder == stage1.model.encoder
+    (tmp_path / "a.yaml").write_text(f"extends: {tmp_path / 'b.yaml'}\nseed: 1\n")
+    (tmp_path / "b.yaml").write_text(f"extends: {tmp_path / 'a.yaml'}\n")
+    with pytest.raises(ConfigError, match="loops back"):
+        resolve_pretrain_config(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("extends: embedded\nmodel: {num_clases: 3}\n")
+    with pytest.raises(ConfigError, match="c.yaml.*unknown config key 'model.num_clases'"):
+        resolve_pretrain_config(tmp_path / "c.yaml")
+
+
 def test_config_resolution_errors_and_cli(tones, tmp_path):
     with pytest.raises(ConfigError, match="unknown config key 'trainer.max_step'"):
         resolve_pretrain_config("tiny_cpu", [str(tones)], ["trainer.max_step=3"])

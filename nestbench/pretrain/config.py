@@ -1,7 +1,8 @@
 """Pretraining configuration and the model it describes.
 
 :func:`resolve_pretrain_config` merges ``configs/pretrain/base.yaml``, a ``--config`` file (a path
-or the name of a file in ``configs/pretrain/``), ``--data`` manifests and ``key=value``
+or the name of a file in ``configs/pretrain/``; ``extends: NAME`` in it merges that config
+first), ``--data`` manifests and ``key=value``
 overrides; unknown keys are errors naming the valid ones (``model.encoder.*`` is checked against
 the FastConformer settings). :func:`build_model` turns ``model:`` (or ``init_from``) into a
 :class:`~nestbench.encoders.nest.NestModel` with its pretraining parts.
@@ -88,6 +89,21 @@ def _checked_merge(base: DictConfig, over: DictConfig, where: str) -> DictConfig
     return cfg
 
 
+def _config_chain(config: str | Path) -> list[tuple[Path, DictConfig]]:
+    """The config file ``config`` and the files it ``extends:`` (a name or path, recursively),
+    the most basic first. Raises ConfigError on a cycle."""
+    chain: list[tuple[Path, DictConfig]] = []
+    name: str | Path | None = config
+    while name is not None:
+        path = find_config(name)
+        if any(path.resolve() == p.resolve() for p, _ in chain):
+            raise ConfigError(f"{path}: `extends:` loops back to a config it extends")
+        over = load_yaml(path)
+        name = over.pop("extends", None)
+        chain.append((path, over))
+    return chain[::-1]
+
+
 def resolve_pretrain_config(
     config: str | Path | None = None,
     data: list[str] | tuple[str, ...] = (),
@@ -96,8 +112,8 @@ def resolve_pretrain_config(
     """The resolved pretraining config (see the module docstring). Raises ConfigError."""
     cfg = load_yaml(pretrain_configs_dir() / "base.yaml")
     if config is not None:
-        path = find_config(config)
-        cfg = _checked_merge(cfg, load_yaml(path), str(path))
+        for path, over in _config_chain(config):
+            cfg = _checked_merge(cfg, over, str(path))
     if data:
         cfg.data.train = list(cfg.data.train) + [str(m) for d in data for m in expand_data(d)]
     cfg = _checked_merge(cfg, parse_overrides(list(overrides)), "override")
