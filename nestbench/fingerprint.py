@@ -5,8 +5,9 @@ a trial list, a manifest or an audio file, makes a new run instead of reporting 
 finished (the old result stays in its own folder).
 
 - :func:`file_digest`: SHA-256 of a file's bytes (memoised per path, size and mtime).
-- :func:`encoder_files`: digests of the files an encoder spec reads (a checkpoint path, and any
-  ``encoder.kwargs`` value naming a file, e.g. ``weights=``).
+- :func:`encoder_files`: digests of the files an encoder spec reads (a checkpoint path, any
+  ``encoder.kwargs`` value naming a file, e.g. ``weights=``, and a registered encoder's own
+  files, e.g. the shipped ``nest-embedded`` weights).
 - :func:`data_fingerprint`: a digest over every file under the task's data folder: the bytes of
   text files (manifests, trial lists, RTTM/UEM, SLURP jsonl) and the size and modification time
   of the others (audio), so it costs one ``stat`` per audio file.
@@ -50,6 +51,11 @@ def encoder_files(spec: str, kwargs: dict) -> dict[str, str]:
             for f in files:
                 if f.is_file():
                     out[f"hf/{f.name}"] = file_digest(f)
+    from nestbench.encoders.registry import available_encoders
+
+    registered = available_encoders().get(str(spec))
+    if registered is not None and registered.inputs is not None:
+        out.update(registered.inputs())
     for name, value in [("spec", spec), *sorted(kwargs.items())]:
         if isinstance(value, str | os.PathLike) and Path(value).expanduser().is_file():
             out[name] = file_digest(Path(value).expanduser())

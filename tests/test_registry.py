@@ -89,3 +89,26 @@ def test_entry_point_group(tmp_path, monkeypatch):
     enc = load_encoder("toy-plugin", num_layers=4)
     assert enc.num_layers == 4
     assert "tests" in sys.modules
+
+
+def test_a_new_shipped_model_makes_new_nest_embedded_runs(tmp_path, monkeypatch):
+    """The run id of a registered encoder depends on the files it reads: replacing the shipped
+    weights changes nest-embedded's inputs (so make benchmark re-runs it), not the random
+    twin's (fixed seed, same architecture) or fbank's."""
+    import shutil
+
+    import nestbench.weights
+    from nestbench.fingerprint import encoder_files
+    from nestbench.weights import weights_path
+
+    before = {s: encoder_files(s, {}) for s in ("nest-embedded", "nest-embedded-random", "fbank")}
+    assert set(before["nest-embedded"]) == {"shipped"}
+    copy = tmp_path / "nest_embedded.nemo"
+    shutil.copyfile(weights_path(), copy)
+    with open(copy, "ab") as f:
+        f.write(b"\0" * 512)  # another file at the same place
+    monkeypatch.setattr(nestbench.weights, "weights_path", lambda name=None: copy)
+    after = {s: encoder_files(s, {}) for s in before}
+    assert after["nest-embedded"] != before["nest-embedded"]
+    assert after["nest-embedded-random"] == before["nest-embedded-random"] == {}
+    assert after["fbank"] == before["fbank"] == {}

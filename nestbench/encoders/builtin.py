@@ -24,6 +24,15 @@ def _nest_embedded(**kwargs):
     return embedded_nest(**kwargs)
 
 
+def _shipped_weights() -> dict[str, str]:
+    # a new shipped model makes new nest-embedded runs. (nest-embedded-random reads only the
+    # file's architecture, and its weights come from a fixed seed: its runs stay valid.)
+    from nestbench.fingerprint import file_digest
+    from nestbench.weights import weights_path
+
+    return {"shipped": file_digest(weights_path())}
+
+
 def _nest_embedded_random(**kwargs):
     from nestbench.weights import embedded_nest_random
 
@@ -55,6 +64,7 @@ register_encoder(
     _nest_embedded,
     description="NEST d144, 6 layers, pretrained by nestbench on the embedded corpus's train "
     "splits (shipped; the default encoder)",
+    inputs=_shipped_weights,
 )
 register_encoder(
     "nest-embedded-random",

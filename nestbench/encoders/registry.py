@@ -39,15 +39,23 @@ class RegisteredEncoder:
     factory: Callable[..., nn.Module]
     description: str
     source: str = "built-in"
+    #: ``() -> {name: digest}`` of the files the factory reads (e.g. shipped weights): a run's
+    #: id depends on them, so replacing such a file makes new runs instead of reusing old ones
+    inputs: Callable[[], dict[str, str]] | None = None
 
 
 _REGISTRY: dict[str, RegisteredEncoder] = {}
 
 
 def register_encoder(
-    name: str, factory: Callable[..., nn.Module] | None = None, *, description: str = ""
+    name: str,
+    factory: Callable[..., nn.Module] | None = None,
+    *,
+    description: str = "",
+    inputs: Callable[[], dict[str, str]] | None = None,
 ):
-    """Register ``factory`` (a callable returning an encoder) under ``name``.
+    """Register ``factory`` (a callable returning an encoder) under ``name``; ``inputs``
+    returns ``{name: digest}`` of files the factory reads (see :class:`RegisteredEncoder`).
 
     Usable as a decorator: ``@register_encoder("my-encoder", description="...")``.
     Registering a name twice replaces the earlier entry.
@@ -55,7 +63,7 @@ def register_encoder(
 
     def add(f: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         doc = description or (inspect.getdoc(f) or "").split("\n")[0]
-        _REGISTRY[name] = RegisteredEncoder(name, f, doc)
+        _REGISTRY[name] = RegisteredEncoder(name, f, doc, inputs=inputs)
         return f
 
     return add(factory) if factory is not None else add
