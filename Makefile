@@ -26,7 +26,7 @@ leaderboard: venv
 	.venv/bin/nestbench leaderboard results/runs --format csv --out results/leaderboard.csv
 
 # Remake the shipped nest-embedded (configs/pretrain/embedded.yaml, then embedded_cooldown.yaml;
-# about 1 h 40 min on 2 CPU cores, resumable: run it again after a stop).
+# about 1 h 30 min on 2 CPU cores, resumable: run it again after a stop).
 pretrain-embedded: venv
 	.venv/bin/nestbench pretrain --config embedded
 	.venv/bin/nestbench pretrain --config embedded_cooldown

@@ -2,7 +2,8 @@
 
 ``nest_embedded.nemo``: a small NEST (d_model 144, 4 heads, 6 layers, 4 codebooks of 256
 classes) that nestbench pretrained on clean speech of the embedded corpus's training speakers
-(``configs/pretrain/embedded.yaml`` says how to remake it). It is a NeMo ``.nemo`` file: NeMo
+(``configs/pretrain/embedded.yaml``, then ``embedded_cooldown.yaml``: ``make pretrain-embedded``
+remakes it). It is a NeMo ``.nemo`` file: NeMo
 restores it with ``EncDecDenoiseMaskedTokenPredModel.restore_from``.
 """
 
@@ -19,8 +20,9 @@ def weights_path(name: str = EMBEDDED_NEST) -> Path:
     path = Path(str(resources.files("nestbench.weights"))) / name
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path}: shipped model missing; remake it with `nestbench pretrain --config "
-            f"embedded` and copy runs/pretrain/embedded/last.nemo there"
+            f"{path}: shipped model missing; remake it with `make pretrain-embedded` (nestbench "
+            f"pretrain --config embedded, then --config embedded_cooldown, and copy "
+            f"runs/pretrain/embedded-cooldown/last.nemo there)"
         )
     return path
 
