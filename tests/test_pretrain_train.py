@@ -265,12 +265,49 @@ def test_init_include_keeps_the_encoder_under_new_targets(tones, tmp_path):
         pretrain(_cfg(tones, tmp_path / "run", *parts, "trainer.max_steps=1")).nemo_path
     )
     assert trained.quantizer.num_classes == 32
+    half = pretrain(
+        _cfg(tones, tmp_path / "half", *parts, "trainer.max_steps=1", "nemo_dtype=float16")
+    )
+    with tarfile.open(half.nemo_path) as tar:
+        state = torch.load(io.BytesIO(tar.extractfile("./model_weights.ckpt").read()))
+    assert state["decoder.decoder_layers.0.weight"].dtype == torch.float16
     with pytest.raises(ConfigError, match=r"encoder\..* has shape"):
         build_model(_cfg(tones, tmp_path / "x", *parts, "model.encoder.d_model=32"))
     with pytest.raises(ConfigError, match="needs init_from and a list of parts"):
         _cfg(tones, tmp_path / "x", "init_include=[encoder]")
     with pytest.raises(ConfigError, match="needs init_from and a list of parts"):
         _cfg(tones, tmp_path / "x", f"init_from={first}", "init_include=[encoders]")
+
+
+def test_half_precision_nemo_files_keep_features_and_targets(tones, tmp_path):
+    """nemo_dtype=float16 stores the encoder and decoder at half the size; it loads into float32
+    modules with the same preprocessing and targets and outputs within float16's rounding."""
+    model = build_model(_cfg(tones, tmp_path / "x", "model.num_classes=256")).eval()
+    full = save_nemo(model, tmp_path / "full.nemo")
+    half = save_nemo(model, tmp_path / "half.nemo", dtype="float16")
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    with tarfile.open(half) as tar:
+        state = torch.load(io.BytesIO(tar.extractfile("./model_weights.ckpt").read()))
+    for key, value in state.items():
+        if key == "quantizer.codebooks":
+            assert value.dtype == torch.float64
+        elif value.is_floating_point():
+            want = torch.float16 if key.startswith(("encoder.", "decoder.")) else torch.float32
+            assert value.dtype == want, key
+    a, b = load_nest(full), load_nest(half)
+    assert all(p.dtype == torch.float32 for p in b.parameters())
+    wav = 0.1 * torch.randn(2, 24000, generator=torch.Generator().manual_seed(0))
+    lens = torch.tensor([24000, 17000])
+    outs = []
+    for m in (a, b):
+        torch.manual_seed(3)
+        outs.append(m.forward_pretrain(wav, lens))
+    assert torch.equal(outs[0]["tokens"], outs[1]["tokens"])  # the same targets
+    assert torch.equal(outs[0]["masks"], outs[1]["masks"])
+    diff = (outs[0]["log_probs"] - outs[1]["log_probs"]).abs().max()
+    assert 0 < diff < 0.05
+    with pytest.raises(ConfigError, match="nemo_dtype='int8'"):
+        _cfg(tones, tmp_path / "x", "nemo_dtype=int8")
 
 
 def test_a_config_extends_another(tmp_path):

@@ -4,7 +4,8 @@ The layout is NeMo's own (``SaveRestoreConnector``): an uncompressed tar holding
 ``./model_config.yaml`` (the model config as YAML, with ``target`` naming
 ``EncDecDenoiseMaskedTokenPredModel`` and a ``nemo_version`` that fixes the preprocessing
 generation) and ``./model_weights.ckpt`` (``torch.save`` of the flat state dict, NeMo's keys;
-``quantizer.codebooks`` in float64 as NeMo keeps it). The config carries the sections NeMo's
+``quantizer.codebooks`` in float64 as NeMo keeps it; the encoder and decoder optionally at
+float16, which NeMo's ``load_state_dict`` casts to its float32 modules). The config carries the sections NeMo's
 constructor reads (``spec_augment`` included, disabled) in NeMo's order.
 ``nestbench.load_encoder(path)`` / :func:`~nestbench.encoders.nest.load_nest` read it back.
 """
@@ -74,13 +75,23 @@ def nemo_config(model, optim: dict | None = None, extra: dict | None = None) -> 
     return ordered
 
 
-def nemo_state_dict(model) -> dict[str, torch.Tensor]:
-    """``model.state_dict()`` on the CPU, contiguous, codebooks in float64 (NeMo's dtype)."""
+#: The parts whose floating-point weights ``save_nemo(..., dtype=...)`` stores at that dtype; the
+#: preprocessor, quantizer and masking stay as they are, so features and targets do not move.
+CAST_PARTS = ("encoder.", "decoder.")
+WEIGHT_DTYPES = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def nemo_state_dict(model, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """``model.state_dict()`` on the CPU, contiguous, codebooks in float64 (NeMo's dtype); with
+    ``dtype``, the encoder's and decoder's floating-point tensors at that dtype (NeMo and
+    nestbench load them into float32 modules: ``load_state_dict`` casts)."""
     state = {}
     for key, value in model.state_dict().items():
         value = value.detach().cpu().contiguous()
         if key == "quantizer.codebooks":
             value = value.double()
+        elif dtype is not None and value.is_floating_point() and key.startswith(CAST_PARTS):
+            value = value.to(dtype)
         state[key] = value.clone()
     return state
 
@@ -93,8 +104,16 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes, mtime: float) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def save_nemo(model, path: str | Path, optim: dict | None = None, extra: dict | None = None):
-    """Write ``model`` (a NestModel, with or without its pretraining parts) to ``path``.
+def save_nemo(
+    model,
+    path: str | Path,
+    optim: dict | None = None,
+    extra: dict | None = None,
+    dtype: str = "float32",
+):
+    """Write ``model`` (a NestModel, with or without its pretraining parts) to ``path``;
+    ``dtype`` "float16" or "bfloat16" stores the encoder and decoder weights at half the size
+    (:func:`nemo_state_dict`).
 
     The file is written to a temporary sibling and renamed into place (readers never see a
     partial file). Returns ``Path(path)``. See the module docstring for the layout.
@@ -105,7 +124,9 @@ def save_nemo(model, path: str | Path, optim: dict | None = None, extra: dict | 
     path.parent.mkdir(parents=True, exist_ok=True)
     config = OmegaConf.to_yaml(OmegaConf.create(nemo_config(model, optim, extra)))
     weights = io.BytesIO()
-    torch.save(nemo_state_dict(model), weights)
+    if dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"save_nemo: dtype {dtype!r}; one of {', '.join(WEIGHT_DTYPES)}")
+    torch.save(nemo_state_dict(model, WEIGHT_DTYPES[dtype]), weights)
     now = time.time()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from nestbench.config import ConfigError, check_keys, configs_dir, load_yaml, parse_overrides
 from nestbench.data.layout import train_manifests
 from nestbench.encoders.fastconformer import NEST_SIZES, FastConformerConfig
+from nestbench.encoders.nemo_writer import WEIGHT_DTYPES
 from nestbench.encoders.nest import NestModel, load_nest, nest_config
 from nestbench.encoders.ssl_modules import (
     MultiSoftmaxDecoder,
@@ -135,6 +136,8 @@ def _validate(cfg: DictConfig) -> None:
             )
         if float(cfg.data.pool_hours) <= 0:
             raise ConfigError(f"data.pool_hours must be > 0, got {cfg.data.pool_hours}")
+    if str(cfg.nemo_dtype) not in WEIGHT_DTYPES:
+        raise ConfigError(f"nemo_dtype={cfg.nemo_dtype!r}: one of {', '.join(WEIGHT_DTYPES)}")
     if cfg.init_include is not None:
         parts = cfg.init_include
         listed = not isinstance(parts, str) and all(str(p) in MODEL_PARTS for p in parts)

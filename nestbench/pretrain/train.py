@@ -172,8 +172,10 @@ class NemoExport(Callback):
         extra: dict,
         ckpt_dir: Path | None = None,
         every: int = 1000,
+        dtype: str = "float32",
     ):
         self.out = Path(out)
+        self.dtype = str(dtype)
         self.ckpt_dir = ckpt_dir
         self.every = max(1, int(every))
         self.optim = optim
@@ -186,7 +188,7 @@ class NemoExport(Callback):
         if not trainer.is_global_zero:
             return
         extra = {"nestbench": {**self.extra, "global_step": int(trainer.global_step)}}
-        save_nemo(module.model, self.out / name, optim=self.optim, extra=extra)
+        save_nemo(module.model, self.out / name, optim=self.optim, extra=extra, dtype=self.dtype)
 
     def on_save_checkpoint(self, trainer, module, checkpoint) -> None:
         checkpoint["nemo_export_best"] = self.best
@@ -389,6 +391,7 @@ def _pretrain(cfg: DictConfig, out: Path, t0: float, extra: list[Callback]) -> P
         provenance,
         ckpt_dir,
         every=int(t.checkpoint_every_n_steps),
+        dtype=str(cfg.nemo_dtype),
     )
     settings = trainer_settings(cfg.trainer)
     trainer = L.Trainer(
