@@ -69,6 +69,18 @@ def _cfg(tones: Path, out: Path, *overrides: str):
     )
 
 
+def _pretrain_outputs(*models):
+    """Two utterances (1.5 s, 1.06 s) and each model's forward_pretrain on them under the same
+    masking seed: (wav [2, S], lens [2], outputs)."""
+    wav = 0.1 * torch.randn(2, 24000, generator=torch.Generator().manual_seed(0))
+    lens = torch.tensor([24000, 17000])
+    outs = []
+    for m in models:
+        torch.manual_seed(3)
+        outs.append(m.forward_pretrain(wav, lens))
+    return wav, lens, outs
+
+
 def _steps_logged(out: Path) -> list[int]:
     steps = []
     for path in sorted((out / "logs").glob("version_*/metrics.csv")):
@@ -211,12 +223,7 @@ def test_nemo_file_has_nemos_layout_and_loads_back_identically(tones, tmp_path):
     again = tmp_path / "again.nemo"
     save_nemo(trained, again)
     reloaded = load_nest(again)
-    wav = 0.1 * torch.randn(2, 24000, generator=torch.Generator().manual_seed(0))
-    lens = torch.tensor([24000, 17000])
-    outs = []
-    for m in (trained, reloaded):
-        torch.manual_seed(3)
-        outs.append(m.forward_pretrain(wav, lens))
+    wav, lens, outs = _pretrain_outputs(trained, reloaded)
     assert torch.equal(outs[0]["log_probs"], outs[1]["log_probs"])
     assert torch.equal(outs[0]["tokens"], outs[1]["tokens"])
     enc = load_encoder(str(path))
@@ -296,12 +303,7 @@ def test_half_precision_nemo_files_keep_features_and_targets(tones, tmp_path):
             assert value.dtype == want, key
     a, b = load_nest(full), load_nest(half)
     assert all(p.dtype == torch.float32 for p in b.parameters())
-    wav = 0.1 * torch.randn(2, 24000, generator=torch.Generator().manual_seed(0))
-    lens = torch.tensor([24000, 17000])
-    outs = []
-    for m in (a, b):
-        torch.manual_seed(3)
-        outs.append(m.forward_pretrain(wav, lens))
+    _, _, outs = _pretrain_outputs(a, b)
     assert torch.equal(outs[0]["tokens"], outs[1]["tokens"])  # the same targets
     assert torch.equal(outs[0]["masks"], outs[1]["masks"])
     diff = (outs[0]["log_probs"] - outs[1]["log_probs"]).abs().max()
