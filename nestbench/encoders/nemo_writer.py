@@ -5,8 +5,8 @@ The layout is NeMo's own (``SaveRestoreConnector``): an uncompressed tar holding
 ``EncDecDenoiseMaskedTokenPredModel`` and a ``nemo_version`` that fixes the preprocessing
 generation) and ``./model_weights.ckpt`` (``torch.save`` of the flat state dict, NeMo's keys;
 ``quantizer.codebooks`` in float64 as NeMo keeps it; the encoder and decoder optionally at
-float16, which NeMo's ``load_state_dict`` casts to its float32 modules). The config carries the sections NeMo's
-constructor reads (``spec_augment`` included, disabled) in NeMo's order.
+float16, which NeMo's ``load_state_dict`` casts to its float32 modules). The config carries the
+sections NeMo's constructor reads (``spec_augment`` included, disabled) in NeMo's order.
 ``nestbench.load_encoder(path)`` / :func:`~nestbench.encoders.nest.load_nest` read it back.
 """
 
@@ -120,12 +120,12 @@ def save_nemo(
     """
     from omegaconf import OmegaConf
 
+    if dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"save_nemo: dtype {dtype!r}; one of {', '.join(WEIGHT_DTYPES)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     config = OmegaConf.to_yaml(OmegaConf.create(nemo_config(model, optim, extra)))
     weights = io.BytesIO()
-    if dtype not in WEIGHT_DTYPES:
-        raise ValueError(f"save_nemo: dtype {dtype!r}; one of {', '.join(WEIGHT_DTYPES)}")
     torch.save(nemo_state_dict(model, WEIGHT_DTYPES[dtype]), weights)
     now = time.time()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -2,9 +2,8 @@
 
 :func:`resolve_pretrain_config` merges ``configs/pretrain/base.yaml``, a ``--config`` file (a path
 or the name of a file in ``configs/pretrain/``; ``extends: NAME`` in it merges that config
-first), ``--data`` manifests and ``key=value``
-overrides; unknown keys are errors naming the valid ones (``model.encoder.*`` is checked against
-the FastConformer settings). :func:`build_model` turns ``model:`` (or ``init_from``) into a
+first), ``--data`` manifests and ``key=value`` overrides; unknown keys are errors naming the
+valid ones (``model.encoder.*`` is checked against the FastConformer settings). :func:`build_model` turns ``model:`` (or ``init_from``) into a
 :class:`~nestbench.encoders.nest.NestModel` with its pretraining parts.
 """
 
@@ -224,8 +223,8 @@ def _init_parts(cfg: DictConfig) -> NestModel:
 def build_model(cfg: DictConfig) -> NestModel:
     """A NestModel for pretraining: ``init_from`` loaded (any NEST checkpoint; missing
     pretraining parts are added from ``model:``; with ``init_include`` only those parts, the
-    rest new from ``model:``), else a new one from ``model:`` with random
-    weights from the current torch seed."""
+    rest new from ``model:``), else a new one from ``model:`` with random weights from the
+    current torch seed."""
     if cfg.init_from and cfg.init_include:
         return _init_parts(cfg).train()
     if cfg.init_from:

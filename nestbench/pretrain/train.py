@@ -391,7 +391,7 @@ def _pretrain(cfg: DictConfig, out: Path, t0: float, extra: list[Callback]) -> P
         provenance,
         ckpt_dir,
         every=int(t.checkpoint_every_n_steps),
-        dtype=str(cfg.nemo_dtype),
+        dtype=cfg.nemo_dtype,
     )
     settings = trainer_settings(cfg.trainer)
     trainer = L.Trainer(
