@@ -9,7 +9,8 @@ Layout: ``<root>/<encoder-key>/<aa>/<item-key>.feat`` where
   (offset, duration), so an edited file is recomputed.
 
 Each entry is a small header (magic, shape, CRC-32 of the payload) followed by float16 values
-[N, T, D] that are memory-mapped on read. Writes go to a temporary file renamed into place, so an
+[N, T, D] that are memory-mapped on read (and, up to ``memory_mb``, kept in memory for later
+epochs). Writes go to a temporary file renamed into place, so an
 interrupted run leaves no half entry; an entry whose header, size or checksum is wrong is reported,
 deleted and recomputed.
 """
@@ -183,6 +184,9 @@ class FeatureCache:
         chunking: how recordings longer than one window are encoded
             (:mod:`nestbench.encoders.windowed`); it is part of the key of those entries only,
             so changing it recomputes just them.
+        memory_mb: entries :meth:`load` reads are also kept in memory up to this many MiB, so
+            later epochs read no file (0: always memory-mapped from disk). :meth:`build` and
+            :meth:`missing` always check the files, and a build forgets what is held.
     """
 
     def __init__(
@@ -192,8 +196,12 @@ class FeatureCache:
         layers: Sequence[int] | None = None,
         preprocessing: dict | None = None,
         chunking: Chunking | None = None,
+        memory_mb: float = 0.0,
     ):
         self.chunking = chunking
+        self.memory_bytes = int(float(memory_mb) * 2**20)
+        self._held: dict[tuple, np.ndarray] = {}  # item id -> its entry, read into memory
+        self.held_bytes = 0
         self.layers = None if layers is None else [int(i) for i in layers]
         description = {
             "format": FORMAT_VERSION,
@@ -223,11 +231,39 @@ class FeatureCache:
             key = _digest([key, self.chunking.describe()])
         return self.dir / key[:2] / f"{key}.feat"
 
+    @staticmethod
+    def _item_id(item: dict) -> tuple:
+        return (item["audio_filepath"], item.get("offset"), item.get("duration"))
+
     def load(self, item: dict) -> np.ndarray | None:
-        """Cached float16 [N, T, D] for ``item`` (memory-mapped), or None when absent or damaged.
+        """Cached float16 [N, T, D] for ``item`` (read-only: held in memory while ``memory_mb``
+        allows, memory-mapped otherwise), or None when absent or damaged.
 
         A damaged entry is logged and deleted, so the next :meth:`build` recomputes it.
         """
+        key = self._item_id(item)
+        held = self._held.get(key)
+        if held is not None:
+            return held
+        data = self._load_file(item)
+        if data is not None and self.held_bytes + data.nbytes <= self.memory_bytes:
+            data = np.array(data)  # out of the memory map, into this process's memory
+            data.flags.writeable = False
+            self._held[key] = data
+            self.held_bytes += data.nbytes
+        return data
+
+    def forget(self) -> None:
+        """Drop the entries held in memory (the files stay)."""
+        self._held.clear()
+        self.held_bytes = 0
+
+    def _drop(self, item: dict) -> None:
+        held = self._held.pop(self._item_id(item), None)
+        if held is not None:
+            self.held_bytes -= held.nbytes
+
+    def _load_file(self, item: dict) -> np.ndarray | None:
         path = self.entry_path(item)
         if not path.exists():
             return None
@@ -249,11 +285,12 @@ class FeatureCache:
     def store(self, item: dict, hidden: np.ndarray) -> None:
         """Write float16 [N, T, D] for ``item`` atomically (values clipped to the float16 range)."""
         self._verified.discard(self.entry_path(item))
+        self._drop(item)
         _write_entry(self.entry_path(item), np.clip(hidden, -_F16_MAX, _F16_MAX))
 
     def missing(self, items: Iterable[dict]) -> list[dict]:
         """The items without a whole entry (checks, and removes, damaged ones)."""
-        return [it for it in items if self.load(it) is None]
+        return [it for it in items if self._load_file(it) is None]
 
     @torch.inference_mode()
     def build(
@@ -273,6 +310,7 @@ class FeatureCache:
         find the entries made and compute nothing. ``last_fill`` holds what this call computed
         (``items`` and their ``audio_seconds``).
         """
+        self.forget()  # what is held may predate an edit of its audio: read the files again
         unique = {self.entry_path(it): it for it in items}  # an item listed twice is computed once
         self.last_fill = {"items": 0, "audio_seconds": 0.0}
         if not self.missing(unique.values()):
@@ -331,6 +369,7 @@ class FeatureCache:
         """Encode a long ``item`` in windows, streaming each chunk's frames to its entry."""
         read, num_samples = segment_reader(item, sample_rate)
         self._verified.discard(self.entry_path(item))
+        self._drop(item)
         with EntryWriter(self.entry_path(item)) as writer:
             for states in encode_chunks(
                 encoder, read, num_samples, self.chunking, sample_rate, device, batch_seconds

@@ -106,6 +106,7 @@ class CacheSection:
     root: str | None = MISSING
     layers: list[int] | None = spec(min=0)
     batch_seconds: float = spec(gt=0)
+    memory_mb: float = spec(min=0)
 
 
 @dataclass

@@ -211,7 +211,9 @@ class DownstreamModel(L.LightningModule):
             groups.append({"params": layer_params, "lr": lr, "weight_decay": 0.0})
         if self.mode == "finetune" and self.encoder is not None:
             groups.append({"params": list(self.encoder.parameters()), "lr": o.encoder_lr})
-        opt = torch.optim.AdamW(groups, weight_decay=o.weight_decay)
+        # foreach: one fused update over all tensors (on the CPU torch's default is a loop per
+        # tensor), the same values bit for bit
+        opt = torch.optim.AdamW(groups, weight_decay=o.weight_decay, foreach=True)
         # the planned steps (Lightning counts the training loader's batches): cosine only
         total = int(self.trainer.estimated_stepping_batches) if o.schedule == "cosine" else 0
         factor = lr_factor(o.schedule, o.warmup_steps, total, o.min_lr_ratio)

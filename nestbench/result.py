@@ -27,6 +27,7 @@ NON_RESULT_KEYS = (
     "cache.root",
     "cache.batch_seconds",
     "cache.enabled",
+    "cache.memory_mb",
 )
 
 

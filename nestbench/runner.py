@@ -185,6 +185,7 @@ class TaskData(L.LightningDataModule):
                 layers=self.layers,
                 preprocessing={"sample_rate": encoder.sample_rate},
                 chunking=chunking(cfg),
+                memory_mb=cfg.cache.memory_mb,
             )
         self.cache_seconds: float | None = None
         self.cache_audio_seconds = 0.0  # audio this run encoded into the cache

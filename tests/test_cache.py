@@ -95,3 +95,25 @@ def test_featurizer_weighted_sum_and_single_layer():
     assert list(one.parameters()) == []
     normed = Featurizer(3, 5, layer_norm=True)(h)
     torch.testing.assert_close(normed, torch.nn.functional.layer_norm(h, (5,)).mean(0))
+
+
+def test_entries_are_held_in_memory_up_to_the_budget(tmp_path):
+    items, enc = _items(tmp_path, 3), FramesEncoder()
+    FeatureCache(tmp_path / "cache", enc.identity()).build(items, enc, progress=False)
+    disk = [np.asarray(FeatureCache(tmp_path / "cache", enc.identity()).load(it)) for it in items]
+    two = disk[0].nbytes + disk[1].nbytes  # room for the first two entries, not the third
+    cache = FeatureCache(tmp_path / "cache", enc.identity(), memory_mb=two / 2**20)
+    assert cache.missing(items) == [] and cache.held_bytes == 0  # a check holds nothing
+    first = [cache.load(it) for it in items]
+    assert cache.held_bytes == two
+    assert not isinstance(first[0], np.memmap) and isinstance(first[2], np.memmap)
+    assert not first[0].flags.writeable
+    for got, ref in zip(first, disk, strict=True):
+        np.testing.assert_array_equal(got, ref)
+    for it in items:  # later epochs: the held entries need no file, the third still does
+        cache.entry_path(it).rename(cache.entry_path(it).with_suffix(".away"))
+    assert cache.load(items[0]) is first[0] and cache.load(items[2]) is None
+    # A new fill forgets what is held, so an edited or removed file is seen again.
+    assert cache.build(items, enc, progress=False) == 3 and cache.held_bytes == 0
+    unheld = FeatureCache(tmp_path / "cache", enc.identity())  # memory_mb=0: memory-mapped only
+    assert isinstance(unheld.load(items[0]), np.memmap) and unheld.held_bytes == 0
