@@ -92,3 +92,6 @@ def test_runs_made_before_the_schedule_keys_keep_their_ids_and_rows():
         for dotted, value in NEUTRAL_DEFAULTS.items():
             OmegaConf.update(cfg, dotted, value)
         assert run_id(cfg, r["inputs"]) == r["run_id"], path
+        for held in (0, 2048):  # cache.memory_mb (newer than these runs) changes no result
+            OmegaConf.update(cfg, "cache.memory_mb", held)
+            assert run_id(cfg, r["inputs"]) == r["run_id"], path
