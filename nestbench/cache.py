@@ -10,9 +10,8 @@ Layout: ``<root>/<encoder-key>/<aa>/<item-key>.feat`` where
 
 Each entry is a small header (magic, shape, CRC-32 of the payload) followed by float16 values
 [N, T, D] that are memory-mapped on read (and, up to ``memory_mb``, kept in memory for later
-epochs). Writes go to a temporary file renamed into place, so an
-interrupted run leaves no half entry; an entry whose header, size or checksum is wrong is reported,
-deleted and recomputed.
+epochs). Writes go to a temporary file renamed into place, so an interrupted run leaves no half
+entry; an entry whose header, size or checksum is wrong is reported, deleted and recomputed.
 """
 
 from __future__ import annotations

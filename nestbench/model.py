@@ -211,8 +211,8 @@ class DownstreamModel(L.LightningModule):
             groups.append({"params": layer_params, "lr": lr, "weight_decay": 0.0})
         if self.mode == "finetune" and self.encoder is not None:
             groups.append({"params": list(self.encoder.parameters()), "lr": o.encoder_lr})
-        # foreach: one fused update over all tensors (on the CPU torch's default is a loop per
-        # tensor), the same values bit for bit
+        # foreach: multi-tensor updates (torch's CPU default loops over the tensors one by one),
+        # the same values bit for bit
         opt = torch.optim.AdamW(groups, weight_decay=o.weight_decay, foreach=True)
         # the planned steps (Lightning counts the training loader's batches): cosine only
         total = int(self.trainer.estimated_stepping_batches) if o.schedule == "cosine" else 0
