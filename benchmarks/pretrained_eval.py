@@ -14,6 +14,8 @@ majority token of the training audio (``--reference-utts`` training utterances),
 true token of the nearest unmasked step, and the accuracy split into steps whose target is the
 majority token and the rest. ``--random``
 adds the same architecture with random weights (``nest-embedded-random``) for comparison.
+``--block-size`` / ``--mask-prob`` score every model under other masking than the model's own
+(to compare models pretrained with different blocks on the same steps).
 """
 
 from __future__ import annotations
@@ -59,6 +61,18 @@ def main() -> None:
     ap.add_argument("--random", action="store_true", help="also the random-init twin")
     ap.add_argument("--augment", action="store_true", help="augmented input, as in training")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument(
+        "--block-size",
+        type=int,
+        default=None,
+        help="mask blocks of N frames (default: the model's)",
+    )
+    ap.add_argument(
+        "--mask-prob",
+        type=float,
+        default=None,
+        help="block start probability (default: the model's)",
+    )
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
     args = ap.parse_args()
 
@@ -83,6 +97,12 @@ def main() -> None:
     models = {"pretrained": model}
     if args.random:
         models["random init"] = _random_twin(model, args.seed)
+    for m in models.values():  # score every model under the same masking
+        if args.block_size is not None:
+            m.mask_processor.block_size = args.block_size
+        if args.mask_prob is not None:
+            m.mask_processor.mask_prob = args.mask_prob
+    masking = models["pretrained"].mask_processor
     results = {}
     for name, m in models.items():
         t = time.perf_counter()
@@ -99,7 +119,8 @@ def main() -> None:
     first = next(iter(results.values()))
     print(
         f"{args.model}: {len(held_out)} held-out segments ({', '.join(args.splits)}), "
-        f"{first['scored_steps']} scored steps, {first['num_classes']} classes"
+        f"{first['scored_steps']} scored steps, {first['num_classes']} classes, "
+        f"blocks of {masking.block_size} frames at p {masking.mask_prob:g}"
     )
     for name, r in results.items():
         lo, hi = r["accuracy_ci95"]
@@ -118,7 +139,16 @@ def main() -> None:
     print(f"  most frequent token (train)    {100 * first['majority_train']:.2f}%")
     if args.json:
         args.json.write_text(
-            json.dumps({"model": args.model, "splits": args.splits, **results}, indent=2) + "\n"
+            json.dumps(
+                {
+                    "model": args.model,
+                    "splits": args.splits,
+                    "masking": {"block_size": masking.block_size, "mask_prob": masking.mask_prob},
+                    **results,
+                },
+                indent=2,
+            )
+            + "\n"
         )
 
 

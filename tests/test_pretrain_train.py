@@ -235,12 +235,18 @@ def test_nemo_file_has_nemos_layout_and_loads_back_identically(tones, tmp_path):
 
 def test_init_from_a_nemo_checkpoint(tones, tmp_path):
     fixture = NEMO_FIXTURE.parent.parent / "nemo_nest_tiny_v24" / "model.nemo"
-    cfg = _cfg(tones, tmp_path / "run", "trainer.max_steps=2", f"init_from={fixture}")
+    masking = "model.block_size=12", "model.mask_prob=0.05", "model.mask_threshold=0.7"
+    cfg = _cfg(tones, tmp_path / "run", "trainer.max_steps=2", f"init_from={fixture}", *masking)
     start = load_nest(fixture)
+    assert (start.mask_processor.block_size, start.mask_processor.mask_prob) != (12, 0.05)
     result = pretrain(cfg)
     trained = load_nest(result.nemo_path)
     assert trained.generation == "2.4"  # NeMo 2.4 checkpoint: its preprocessing is kept
     assert trained.quantizer.num_classes == 256  # the checkpoint's architecture wins
+    # ... but model:'s masking, which holds no weights, is what it trained (and wrote) with
+    assert (trained.mask_processor.block_size, trained.mask_processor.mask_prob) == (12, 0.05)
+    assert trained.loss_cfg["mask_threshold"] == 0.7
+    assert torch.equal(trained.mask_processor.mask_embedding, start.mask_processor.mask_embedding)
     assert torch.equal(trained.quantizer.proj.weight, start.quantizer.proj.weight)  # frozen
     moved = trained.encoder.layers[0].feed_forward1.linear1.weight
     assert not torch.equal(moved, start.encoder.layers[0].feed_forward1.linear1.weight)

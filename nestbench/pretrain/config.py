@@ -10,6 +10,7 @@ valid ones (``model.encoder.*`` is checked against the FastConformer settings). 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import warnings
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from nestbench.encoders.ssl_modules import (
     RandomBlockMasking,
     RandomProjectionVectorQuantizer,
 )
+
+log = logging.getLogger("nestbench.pretrain")
 
 ENCODER_KEYS = tuple(
     f.name for f in dataclasses.fields(FastConformerConfig) if f.name != "masked_subsampling"
@@ -221,8 +224,9 @@ def _init_parts(cfg: DictConfig) -> NestModel:
 
 
 def build_model(cfg: DictConfig) -> NestModel:
-    """A NestModel for pretraining: ``init_from`` loaded (any NEST checkpoint; missing
-    pretraining parts are added from ``model:``; with ``init_include`` only those parts, the
+    """A NestModel for pretraining: ``init_from`` loaded (any NEST checkpoint: its architecture
+    and weights; missing pretraining parts are added from ``model:``, and ``model:``'s masking
+    and ``mask_threshold``, which hold no weights, apply; with ``init_include`` only those parts, the
     rest new from ``model:``), else a new one from ``model:`` with random weights from the
     current torch seed."""
     if cfg.init_from and cfg.init_include:
@@ -236,5 +240,26 @@ def build_model(cfg: DictConfig) -> NestModel:
                 stacklevel=2,
             )
             model = _add_ssl_parts(model, cfg)
-        return model.train()
+        return _apply_masking(model, cfg).train()
     return NestModel.from_config(model_config(cfg)).train()
+
+
+def _apply_masking(model: NestModel, cfg: DictConfig) -> NestModel:
+    """``model:``'s settings that hold no weights (``mask_prob``, ``block_size``,
+    ``mask_threshold``) on a model loaded from ``init_from``, as NeMo's config does under
+    ``init_from_nemo_model``; the checkpoint's architecture and weights stay."""
+    m = cfg.model
+    masking = model.mask_processor
+    new = (float(m.mask_prob), int(m.block_size), float(m.mask_threshold))
+    old = (masking.mask_prob, masking.block_size, float(model.loss_cfg["mask_threshold"]))
+    if new != old:
+        log.info(
+            "init_from %s: masking from model: (mask_prob %g, block_size %d, mask_threshold %g; "
+            "the checkpoint's: %g, %d, %g)",
+            cfg.init_from,
+            *new,
+            *old,
+        )
+    masking.mask_prob, masking.block_size = new[0], new[1]
+    model.loss_cfg["mask_threshold"] = new[2]
+    return model
