@@ -8,15 +8,20 @@ finished (the old result stays in its own folder).
 - :func:`encoder_files`: digests of the files an encoder spec reads (a checkpoint path, any
   ``encoder.kwargs`` value naming a file, e.g. ``weights=``, and a registered encoder's own
   files, e.g. the shipped ``nest-embedded`` weights).
-- :func:`data_fingerprint`: a digest over every file under the task's data folder: the bytes of
-  text files (manifests, trial lists, RTTM/UEM, SLURP jsonl) and the size and modification time
-  of the others (audio), so it costs one ``stat`` per audio file.
+- :func:`data_fingerprint`: a digest over the bytes of every file under the task's data folder
+  (manifests, trial lists, RTTM/UEM, SLURP jsonl and audio), so the same data regenerated or
+  copied elsewhere (the embedded corpus made on another machine) gives the same run ids. Audio
+  digests are kept in a store per folder (:func:`digest_store`, keyed by size and modification
+  time), so only new or changed files are read again: the first run on the embedded corpus hashes
+  its 2.3 GB (about 6 s), later runs cost one ``stat`` per file.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import tempfile
 from pathlib import Path
 
 TEXT_SUFFIXES = {".json", ".jsonl", ".txt", ".rttm", ".uem", ".lst", ".csv", ".tsv", ".yaml", ".md"}
@@ -62,12 +67,50 @@ def encoder_files(spec: str, kwargs: dict) -> dict[str, str]:
     return out
 
 
+def digest_store(folder: str | Path) -> Path:
+    """The file that keeps the audio digests of one data folder between runs:
+    ``$NESTBENCH_DIGESTS`` or ``~/.cache/nestbench/digests`` (``$XDG_CACHE_HOME`` if set), one
+    JSON file per absolute folder path. Never inside the data folder itself."""
+    env = os.environ.get("NESTBENCH_DIGESTS")
+    if env:
+        base = Path(env).expanduser()
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        base = (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "nestbench" / "digests"
+    key = hashlib.sha256(str(Path(folder).resolve()).encode()).hexdigest()[:16]
+    return base / f"{key}.json"
+
+
+def _load_store(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):  # none yet, or damaged: digests are recomputed
+        return {}
+    return data.get("files", {}) if isinstance(data, dict) else {}
+
+
+def _save_store(path: Path, folder: Path, files: dict) -> None:
+    """Atomically (a run in parallel may write the same store: the last one wins, and either
+    is whole); a store that cannot be written only costs re-hashing next time."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump({"folder": str(folder.resolve()), "files": files}, f)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
 def data_fingerprint(folder: str | Path, exclude=()) -> str:
-    """A digest of every file under ``folder`` (see the module docstring); hidden files and
-    folders, and the folders in ``exclude`` (a run's own output and cache folders, should they
-    lie inside the data), are skipped."""
+    """A digest of the bytes of every file under ``folder`` (see the module docstring); hidden
+    files and folders, and the folders in ``exclude`` (a run's own output and cache folders,
+    should they lie inside the data), are skipped."""
     folder = Path(folder)
     skip = {Path(p).expanduser().resolve() for p in exclude}
+    store_path = digest_store(folder)
+    known = _load_store(store_path)
+    seen: dict[str, list] = {}
     h = hashlib.sha256()
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(
@@ -77,8 +120,16 @@ def data_fingerprint(folder: str | Path, exclude=()) -> str:
             path = Path(root) / name
             rel = path.relative_to(folder).as_posix()
             if path.suffix.lower() in TEXT_SUFFIXES:
-                h.update(f"{rel}\0{file_digest(path)}\n".encode())
+                digest = file_digest(path)
             else:
                 st = path.stat()
-                h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+                entry = known.get(rel)
+                if isinstance(entry, list) and entry[:2] == [st.st_size, st.st_mtime_ns]:
+                    digest = entry[2]
+                else:
+                    digest = file_digest(path)
+                seen[rel] = [st.st_size, st.st_mtime_ns, digest]
+            h.update(f"{rel}\0{digest}\n".encode())
+    if seen != known:
+        _save_store(store_path, folder, seen)
     return h.hexdigest()[:20]

@@ -44,10 +44,13 @@ def test_shipped_model_was_pretrained_on_training_splits_only():
     recipe = made["config"]
     assert recipe["data"]["embedded"] == "default" and recipe["data"]["train"] == []
     assert recipe["data"]["pool_hours"] == 12  # the clean pool: training speakers only
-    # the recipe in configs/pretrain/embedded_cooldown.yaml is the one that made it: stage 2,
-    # from stage 1's model (embedded.yaml, which it extends: the same model, data and augment)
-    ours = resolve_pretrain_config("embedded_cooldown")
-    assert ours.init_from == f"{resolve_pretrain_config('embedded').out}/last.nemo"
+    # the recipe in configs/pretrain/embedded_cooldown2.yaml is the one that made it: stage 3,
+    # from stage 2's model (embedded_cooldown.yaml, from stage 1's, embedded.yaml; each extends
+    # the one before: the same model, data and augment)
+    ours = resolve_pretrain_config("embedded_cooldown2")
+    stage2 = resolve_pretrain_config("embedded_cooldown")
+    assert ours.init_from == f"{stage2.out}/last.nemo"
+    assert stage2.init_from == f"{resolve_pretrain_config('embedded').out}/last.nemo"
     for section in ("model", "optim", "augment"):
         assert recipe[section] == _plain(ours[section]), section
     assert recipe["trainer"]["max_steps"] == ours.trainer.max_steps

@@ -325,6 +325,9 @@ def test_a_config_extends_another(tmp_path):
     assert (stage2.optim.lr, stage1.optim.lr) == (0.05, 0.5)  # its own keys win
     assert stage2.model == stage1.model and stage2.augment == stage1.augment
     assert stage2.data == stage1.data and stage2.optim.betas == stage1.optim.betas
+    stage3 = resolve_pretrain_config("embedded_cooldown2")  # extends stage 2, which extends 1
+    assert stage3.init_from == f"{stage2.out}/last.nemo" and stage3.out != stage2.out
+    assert stage3.optim == stage2.optim and stage3.model == stage1.model
     (tmp_path / "a.yaml").write_text(f"extends: {tmp_path / 'b.yaml'}\nseed: 1\n")
     (tmp_path / "b.yaml").write_text(f"extends: {tmp_path / 'a.yaml'}\n")
     with pytest.raises(ConfigError, match="loops back"):

@@ -2,8 +2,8 @@
 
 ``nest_embedded.nemo``: a small NEST (d_model 144, 4 heads, 6 layers, 4 codebooks of 256
 classes) that nestbench pretrained on clean speech of the embedded corpus's training speakers
-(``configs/pretrain/embedded.yaml``, then ``embedded_cooldown.yaml``: ``make pretrain-embedded``
-remakes it). It is a NeMo ``.nemo`` file: NeMo
+(``configs/pretrain/embedded.yaml``, then ``embedded_cooldown.yaml`` and
+``embedded_cooldown2.yaml``: ``make pretrain-embedded`` remakes it). It is a NeMo ``.nemo`` file: NeMo
 restores it with ``EncDecDenoiseMaskedTokenPredModel.restore_from``.
 """
 
@@ -21,8 +21,8 @@ def weights_path(name: str = EMBEDDED_NEST) -> Path:
     if not path.is_file():
         raise FileNotFoundError(
             f"{path}: shipped model missing; remake it with `make pretrain-embedded` (nestbench "
-            f"pretrain --config embedded, then --config embedded_cooldown, and copy "
-            f"runs/pretrain/embedded-cooldown/last.nemo there)"
+            f"pretrain --config embedded, then --config embedded_cooldown and --config "
+            f"embedded_cooldown2, and copy runs/pretrain/embedded-cooldown2/last.nemo there)"
         )
     return path
 
