@@ -12,8 +12,8 @@ finished (the old result stays in its own folder).
   (manifests, trial lists, RTTM/UEM, SLURP jsonl and audio), so the same data regenerated or
   copied elsewhere (the embedded corpus made on another machine) gives the same run ids. Audio
   digests are kept in a store per folder (:func:`digest_store`, keyed by size and modification
-  time), so only new or changed files are read again: the first run on the embedded corpus hashes
-  its 2.3 GB (about 6 s), later runs cost one ``stat`` per file.
+  time), so only new or changed files are read again: the first run of a task on the embedded
+  corpus hashes its audio in 0.2-0.6 s, later runs cost one ``stat`` per file (0.01-0.12 s).
 """
 
 from __future__ import annotations

@@ -69,3 +69,15 @@ def test_audio_digests_are_kept_between_runs_outside_the_data(data, tmp_path, mo
     read.clear()
     assert fp.data_fingerprint(data) == first and len(read) == 4
     assert json.loads(store.read_text())["folder"] == str(data.resolve())
+
+
+def test_the_embedded_corpus_made_twice_has_the_same_fingerprint(tmp_path, monkeypatch):
+    """What lets a fresh clone find the committed benchmark's runs done: the generator writes
+    the same bytes wherever and however it runs (other folder, other worker count)."""
+    from nestbench.data.embedded import ensure_embedded_corpus
+
+    monkeypatch.setenv("NESTBENCH_DIGESTS", str(tmp_path / "digests"))
+    a = ensure_embedded_corpus("tiny", root=tmp_path / "a", workers=1, progress=False)
+    b = ensure_embedded_corpus("tiny", root=tmp_path / "b", workers=2, progress=False)
+    for task in ("sv", "asr", "diar", "slu"):
+        assert fp.data_fingerprint(a / task) == fp.data_fingerprint(b / task), task
