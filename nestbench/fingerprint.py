@@ -86,7 +86,8 @@ def _load_store(path: Path) -> dict:
         data = json.loads(path.read_text())
     except (OSError, ValueError):  # none yet, or damaged: digests are recomputed
         return {}
-    return data.get("files", {}) if isinstance(data, dict) else {}
+    files = data.get("files") if isinstance(data, dict) else None
+    return files if isinstance(files, dict) else {}
 
 
 def _save_store(path: Path, folder: Path, files: dict) -> None:
